@@ -1,0 +1,569 @@
+"""Pydantic models of ``charts/ray-llm`` values: the one source of truth.
+
+``values.schema.json`` is generated from :class:`ChartValues` (``ray-llm schema``)
+and the chart README's values table too. Field descriptions are the docs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import ChartModel, OpenRaySectionModel, RaySectionModel
+
+# Tier names become KubeRay group names, pod-name parts and Ray resource names.
+TIER_NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,22}[a-z0-9])?$"
+# Model keys become ConfigMap data keys and file names.
+MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+# Family and app names become parts of ConfigMap / Serve app names.
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$"
+ROUTE_PREFIX_PATTERN = r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$"
+IMPORT_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[:.][A-Za-z_][A-Za-z0-9_]*$"
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+# The prefix of the custom Ray resource each tier's workers advertise; model
+# bundles ask for a sliver of it so they land only on that tier.
+TIER_RESOURCE_PREFIX = "rayllm-tier-"
+
+Quantity = Union[int, float, str]
+
+
+def tier_resource_name(tier: str) -> str:
+    """The custom Ray resource that pins work to ``tier``."""
+    return f"{TIER_RESOURCE_PREFIX}{tier}"
+
+
+# --------------------------------------------------------------------------
+# Kubernetes-shaped pieces (kept loose where Kubernetes' own schema is the judge)
+# --------------------------------------------------------------------------
+
+
+class ResourceList(ChartModel):
+    """A container's cpu/memory (and extended resources) quantities."""
+
+    cpu: Optional[Quantity] = Field(None, description="CPU quantity, e.g. `4` or `500m`.")
+    memory: Optional[str] = Field(None, description="Memory quantity, e.g. `16Gi`.", pattern=QUANTITY_PATTERN)
+    ephemeral_storage: Optional[str] = Field(
+        None, alias="ephemeral-storage", description="Ephemeral storage quantity, e.g. `50Gi`.", pattern=QUANTITY_PATTERN
+    )
+
+
+class ContainerResources(ChartModel):
+    """Requests and limits of a Ray container. GPUs are set by the chart from `gpusPerWorker`."""
+
+    requests: ResourceList = Field(default_factory=ResourceList, description="Resource requests.")
+    limits: ResourceList = Field(default_factory=ResourceList, description="Resource limits.")
+
+
+class SecretKeyRef(ChartModel):
+    """A reference to one key of a Kubernetes Secret (never the value itself)."""
+
+    secret_name: str = Field("", description="Name of the Secret; empty disables the reference.")
+    secret_key: str = Field("token", description="Key inside the Secret.")
+    optional: bool = Field(False, description="Let pods start when the Secret is missing.")
+
+
+# --------------------------------------------------------------------------
+# Cluster shape
+# --------------------------------------------------------------------------
+
+
+class SecretMount(ChartModel):
+    """A Secret mounted read-only into every Ray pod (e.g. API keys for the gateway app)."""
+
+    name: str = Field(..., pattern=DNS_LABEL_PATTERN, description="Volume name.")
+    secret_name: str = Field(..., min_length=1, description="Secret to mount.")
+    mount_path: str = Field(..., pattern=r"^/", description="Absolute mount path in the containers.")
+
+
+class ImageValues(ChartModel):
+    """The Ray image shared by head and workers."""
+
+    repository: str = Field("rayproject/ray-llm", description="Image repository.")
+    tag: str = Field(
+        "2.49.1-py311-cu128",
+        description="Image tag. Its leading Ray version must equal `rayVersion` (checked by `ray-llm validate`).",
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent", description="Image pull policy.")
+
+
+class AutoscalerOptions(ChartModel):
+    """KubeRay's in-tree autoscaler sidecar settings."""
+
+    idle_timeout_seconds: int = Field(60, ge=0, description="Seconds a worker sits idle before it is removed.")
+    upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = Field(
+        "Default", description="How fast the autoscaler adds workers."
+    )
+
+
+class RayServiceValues(ChartModel):
+    """Settings of the RayService object itself."""
+
+    upgrade_strategy: Literal["NewCluster", "None"] = Field(
+        "NewCluster",
+        description=(
+            "`spec.upgradeStrategy.type`: `NewCluster` rolls a new RayCluster on cluster-spec changes "
+            "(zero downtime, needs spare capacity); `None` never does."
+        ),
+    )
+    enable_in_tree_autoscaling: bool = Field(
+        True, description="Run KubeRay's autoscaler so tiers scale between minReplicas and maxReplicas (and from zero)."
+    )
+    autoscaler_options: AutoscalerOptions = Field(default_factory=AutoscalerOptions, description="Autoscaler settings.")
+    annotations: Dict[str, str] = Field(default_factory=dict, description="Extra annotations on the RayService.")
+    labels: Dict[str, str] = Field(default_factory=dict, description="Extra labels on the RayService.")
+
+
+class PodPlacement(ChartModel):
+    """Kubernetes scheduling knobs shared by head and tiers."""
+
+    node_selector: Dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
+    tolerations: List[Dict[str, Any]] = Field(default_factory=list, description="Pod tolerations.")
+    affinity: Dict[str, Any] = Field(default_factory=dict, description="Pod affinity.")
+    env: List[Dict[str, Any]] = Field(
+        default_factory=list,
+        description="Extra container env (Kubernetes EnvVar objects); secrets only via `valueFrom.secretKeyRef`.",
+    )
+    ray_start_params: Dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra `ray start` flags (strings). The chart owns `num-gpus`, `resources` and `object-store-memory`.",
+    )
+    pod_annotations: Dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
+    pod_labels: Dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+
+    @field_validator("ray_start_params")
+    @classmethod
+    def _chart_owned_params(cls, value: Dict[str, str]) -> Dict[str, str]:
+        owned = sorted({"num-gpus", "resources", "object-store-memory"} & set(value))
+        if owned:
+            raise ValueError(
+                f"got rayStartParams {owned}; expected none of the chart-owned flags; "
+                "set gpusPerWorker / objectStoreMemory instead (the chart derives `resources`)"
+            )
+        return value
+
+
+class HeadValues(PodPlacement):
+    """The Ray head: Serve controller, proxy and dashboard. It never gets a GPU (`num-gpus: "0"`)."""
+
+    resources: ContainerResources = Field(
+        default_factory=lambda: ContainerResources(
+            requests=ResourceList(cpu="2", memory="8Gi"), limits=ResourceList(cpu="4", memory="16Gi")
+        ),
+        description="Head container requests and limits.",
+    )
+    object_store_memory: Optional[int] = Field(
+        None, ge=78643200, description="Object store bytes on the head (`object-store-memory`); unset lets Ray decide."
+    )
+    num_cpus: Optional[int] = Field(
+        None,
+        ge=0,
+        description="CPUs the head advertises to Ray; `0` keeps replicas off the head (the proxy still runs there).",
+    )
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        "ClusterIP", description="Type of KubeRay's head Service (dashboard, GCS, client)."
+    )
+
+
+class TierValues(PodPlacement):
+    """One GPU worker group. Models name a tier; the chart pins their GPU bundles to it."""
+
+    disabled: bool = Field(False, description="Leave this tier out of the rendered RayService.")
+    accelerator_type: str = Field(
+        ...,
+        min_length=1,
+        description=(
+            "Ray accelerator type of this tier's GPUs (`T4`, `L4`, `A10G`, `A100-40G`, `A100-80G`, `H100`, ...). "
+            "Declared on the workers as `accelerator_type:<X>` and set on every model placed here."
+        ),
+    )
+    gpus_per_worker: int = Field(1, ge=1, le=16, description="GPUs per worker pod (`nvidia.com/gpu` and `num-gpus`).")
+    gpu_memory_gi_b: Optional[float] = Field(
+        None,
+        alias="gpuMemoryGiB",
+        gt=0,
+        description="Memory of one GPU in GiB, for `ray-llm plan`; derived from acceleratorType when unset.",
+    )
+    gpu_resource_name: str = Field("nvidia.com/gpu", description="Kubernetes extended resource that carries the GPUs.")
+    min_replicas: int = Field(0, ge=0, description="Fewest workers; `0` scales the tier to zero when idle.")
+    max_replicas: int = Field(1, ge=0, description="Most workers the autoscaler may start.")
+    replicas: Optional[int] = Field(
+        None, ge=0, description="Workers at creation; defaults to minReplicas (the autoscaler owns it afterwards)."
+    )
+    idle_timeout_seconds: Optional[int] = Field(
+        None, ge=0, description="Per-tier idle timeout before the autoscaler removes a worker (overrides the global one)."
+    )
+    object_store_memory: Optional[int] = Field(
+        None, ge=78643200, description="Object store bytes per worker (`object-store-memory`)."
+    )
+    resources: ContainerResources = Field(
+        default_factory=lambda: ContainerResources(
+            requests=ResourceList(cpu="4", memory="16Gi"), limits=ResourceList(cpu="8", memory="32Gi")
+        ),
+        description="Worker container cpu/memory requests and limits (GPUs come from gpusPerWorker).",
+    )
+    pytorch_cuda_alloc_conf: str = Field(
+        "expandable_segments:True", description="`PYTORCH_CUDA_ALLOC_CONF` on the workers (fewer OOMs from fragmentation)."
+    )
+    spot: bool = Field(
+        False, description="Workers run on spot/preemptible nodes: marks the group so cost reports and alerts can tell."
+    )
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> "TierValues":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"got minReplicas={self.min_replicas} > maxReplicas={self.max_replicas}; "
+                "expected minReplicas <= maxReplicas; lower minReplicas or raise maxReplicas"
+            )
+        if self.replicas is not None and not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"got replicas={self.replicas}; expected it between minReplicas={self.min_replicas} and "
+                f"maxReplicas={self.max_replicas}; fix replicas or leave it unset"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------
+# Serve
+# --------------------------------------------------------------------------
+
+
+class ServiceValues(ChartModel):
+    """The chart's Service in front of the Serve proxies (port 8000)."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Service type.")
+    port: int = Field(8000, ge=1, le=65535, description="Service port.")
+    annotations: Dict[str, str] = Field(default_factory=dict, description="Service annotations (e.g. cloud LB settings).")
+    load_balancer_source_ranges: List[str] = Field(
+        default_factory=list, description="CIDRs allowed to reach a LoadBalancer Service."
+    )
+
+
+class IngressTLS(ChartModel):
+    """One TLS entry of the Ingress."""
+
+    secret_name: str = Field(..., description="TLS Secret name.")
+    hosts: List[str] = Field(default_factory=list, description="Hosts covered by the certificate.")
+
+
+class IngressValues(ChartModel):
+    """Optional Ingress to the serve Service."""
+
+    enabled: bool = Field(False, description="Render an Ingress.")
+    class_name: str = Field("", description="IngressClass name.")
+    host: str = Field("", description="Host name; empty matches all hosts.")
+    path: str = Field("/", description="Path prefix routed to Serve.")
+    annotations: Dict[str, str] = Field(default_factory=dict, description="Ingress annotations.")
+    tls: List[IngressTLS] = Field(default_factory=list, description="TLS settings.")
+
+
+class ServeValues(ChartModel):
+    """Ray Serve settings shared by all applications."""
+
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = Field(
+        "EveryNode", description="Where Serve runs HTTP proxies."
+    )
+    port: int = Field(8000, ge=1, le=65535, description="Serve HTTP port in the pods.")
+    request_timeout_s: Optional[float] = Field(
+        None, gt=0, description="Serve's end-to-end request timeout (`http_options.request_timeout_s`)."
+    )
+    keep_alive_timeout_s: Optional[int] = Field(
+        None, gt=0, description="Proxy keep-alive timeout (`http_options.keep_alive_timeout_s`)."
+    )
+    verify_mounted_configs: bool = Field(
+        True,
+        description=(
+            "Build LLM apps through `rayllm_runtime.serve_llm:build_openai_app`, which waits until kubelet has "
+            "projected the content-addressed model files and checks their hash before calling Ray's "
+            "`build_openai_app`. `false` calls `ray.serve.llm:build_openai_app` directly."
+        ),
+    )
+    config_wait_timeout_s: int = Field(
+        300, ge=0, le=3600, description="How long an LLM app build waits for its model files to appear."
+    )
+    service: ServiceValues = Field(default_factory=ServiceValues, description="The serve Service.")
+    ingress: IngressValues = Field(default_factory=IngressValues, description="Optional Ingress.")
+
+
+class RuntimePackaging(ChartModel):
+    """How the `rayllm_runtime` package reaches the pods."""
+
+    mode: Literal["configMap", "image"] = Field(
+        "configMap",
+        description=(
+            "`configMap`: the chart ships the runtime source in a ConfigMap on PYTHONPATH (works with the stock "
+            "image); `image`: the image already has `rayllm_runtime` installed (see `runtime/Dockerfile`)."
+        ),
+    )
+
+
+class LLMAppValues(ChartModel):
+    """One `build_openai_app` application: an OpenAI-compatible route serving the models that name it."""
+
+    disabled: bool = Field(False, description="Leave this app (and it alone) out of serveConfigV2.")
+    route_prefix: str = Field(..., pattern=ROUTE_PREFIX_PATTERN, description="HTTP route prefix, e.g. `/falcon`.")
+
+
+# --------------------------------------------------------------------------
+# Model entries: Ray Serve LLM's LLMConfig sections, verbatim
+# --------------------------------------------------------------------------
+
+
+class ModelLoadingConfig(RaySectionModel):
+    """Ray's `model_loading_config`."""
+
+    model_id: str = Field(..., min_length=1, description="The id clients send as `model`.")
+    model_source: Optional[Union[str, Dict[str, Any]]] = Field(
+        None, description="Hugging Face id, local path or cloud mirror config; defaults to model_id."
+    )
+    tokenizer_source: Optional[str] = Field(None, description="Tokenizer source when it differs from model_source.")
+
+
+class AutoscalingConfig(OpenRaySectionModel):
+    """Ray Serve's `autoscaling_config` (the keys the chart checks; others pass to Ray)."""
+
+    min_replicas: Optional[int] = Field(None, ge=0, description="Fewest replicas (0 = scale to zero).")
+    max_replicas: Optional[int] = Field(None, ge=1, description="Most replicas.")
+    initial_replicas: Optional[int] = Field(None, ge=0, description="Replicas at deploy time.")
+    target_ongoing_requests: Optional[float] = Field(None, gt=0, description="Ongoing requests per replica to aim for.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingConfig":
+        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"got min_replicas={self.min_replicas} > max_replicas={self.max_replicas}; "
+                "expected min_replicas <= max_replicas; lower min_replicas or raise max_replicas"
+            )
+        return self
+
+
+class DeploymentConfig(OpenRaySectionModel):
+    """Ray Serve's `deployment_config` for the model's LLM server."""
+
+    autoscaling_config: Optional[AutoscalingConfig] = Field(None, description="Replica autoscaling.")
+    num_replicas: Optional[Union[int, Literal["auto"]]] = Field(None, description="Fixed replica count.")
+    max_ongoing_requests: Optional[int] = Field(None, ge=1, description="Requests one replica handles at once.")
+    ray_actor_options: Optional[Dict[str, Any]] = Field(
+        None,
+        description="Replica actor options (num_cpus, memory, ...). Ray merges them into bundle 0 only; tier pinning is derived.",
+    )
+
+    @field_validator("ray_actor_options")
+    @classmethod
+    def _no_hand_placement(cls, value: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        if value and ("num_gpus" in value or "accelerator_type" in value):
+            raise ValueError(
+                "got ray_actor_options.num_gpus/accelerator_type; expected GPUs to come from the tier and "
+                "engine_kwargs parallelism; remove them and set `tier` (and `gpuShare` for a fractional GPU)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _targets(self) -> "DeploymentConfig":
+        forbidden = {"placement_group_bundles", "placement_group_strategy"} & set(self.model_extra or {})
+        if forbidden:
+            raise ValueError(
+                f"got {sorted(forbidden)} in deployment_config; expected no hand-written bundles; "
+                "remove them: the chart derives the placement group from the tier"
+            )
+        auto = self.autoscaling_config
+        if auto and auto.target_ongoing_requests and self.max_ongoing_requests:
+            if auto.target_ongoing_requests > self.max_ongoing_requests:
+                raise ValueError(
+                    f"got target_ongoing_requests={auto.target_ongoing_requests} > "
+                    f"max_ongoing_requests={self.max_ongoing_requests}; expected target <= max; "
+                    "lower target_ongoing_requests (replicas never see more than max_ongoing_requests)"
+                )
+        if auto is not None and self.num_replicas is not None:
+            raise ValueError(
+                "got both num_replicas and autoscaling_config; expected one; remove num_replicas to autoscale"
+            )
+        return self
+
+
+class ModelValues(ChartModel):
+    """One model served by Ray Serve LLM. Ray's sections are copied verbatim into its ConfigMap file."""
+
+    # chart-owned keys (camelCase)
+    disabled: bool = Field(False, description="Leave this model out.")
+    tier: str = Field(..., description="Name of the tier (a key of `tiers`) whose workers run this model.")
+    family: str = Field(..., pattern=DNS_LABEL_PATTERN, description="Model family: one ConfigMap per family.")
+    app: str = Field(..., description="Name of the LLM app (a key of `llmApps`) whose route serves this model.")
+    gpu_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Fraction of one GPU per engine worker; below 1 lets several single-GPU models share a GPU.",
+    )
+    parameter_count_billions: Optional[float] = Field(
+        None, gt=0, description="Model size in billions of parameters, for `ray-llm plan` (inferred from the name when unset)."
+    )
+    # Ray LLMConfig sections (snake_case, verbatim)
+    model_loading_config: ModelLoadingConfig = Field(..., alias="model_loading_config", description="Ray's model_loading_config.")
+    engine_kwargs: Dict[str, Any] = Field(alias="engine_kwargs", default_factory=dict, description="vLLM engine arguments, verbatim.")
+    deployment_config: DeploymentConfig = Field(alias="deployment_config", default_factory=DeploymentConfig, description="Ray Serve deployment options.")
+    runtime_env: Dict[str, Any] = Field(alias="runtime_env", 
+        default_factory=dict,
+        description="Ray runtime_env for the replica; secrets via the chart's secretKeyRef env, never inline.",
+    )
+    lora_config: Optional[Dict[str, Any]] = Field(None, alias="lora_config", description="Ray's lora_config (multi-LoRA serving).")
+    accelerator_type: Optional[str] = Field(
+        None, alias="accelerator_type", description="Ray accelerator type; must equal the tier's (the chart sets it from the tier when unset)."
+    )
+    llm_engine: Optional[str] = Field(None, alias="llm_engine", description="Ray's llm_engine (default vLLM).")
+    log_engine_metrics: Optional[bool] = Field(None, alias="log_engine_metrics", description="Export vLLM engine metrics through Ray.")
+    experimental_configs: Optional[Dict[str, Any]] = Field(None, alias="experimental_configs", description="Ray's experimental_configs.")
+    callback_config: Optional[Dict[str, Any]] = Field(None, alias="callback_config", description="Ray's callback_config.")
+
+    @model_validator(mode="after")
+    def _parallelism(self) -> "ModelValues":
+        tp = self.engine_kwargs.get("tensor_parallel_size", 1)
+        pp = self.engine_kwargs.get("pipeline_parallel_size", 1)
+        for key, val in (("tensor_parallel_size", tp), ("pipeline_parallel_size", pp)):
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ValueError(
+                    f"got engine_kwargs.{key}={val!r}; expected an integer >= 1; set it to the GPUs the engine spans"
+                )
+        if self.gpu_share < 1 and tp * pp != 1:
+            raise ValueError(
+                f"got gpuShare={self.gpu_share} with tensor x pipeline parallel = {tp * pp}; "
+                "expected gpuShare 1 for multi-GPU engines; set gpuShare: 1 or parallel sizes to 1"
+            )
+        return self
+
+    @property
+    def engine_gpus(self) -> int:
+        """GPU bundles of the engine's placement group: tensor x pipeline parallel size."""
+        return int(self.engine_kwargs.get("tensor_parallel_size", 1)) * int(
+            self.engine_kwargs.get("pipeline_parallel_size", 1)
+        )
+
+
+# --------------------------------------------------------------------------
+# Custom applications
+# --------------------------------------------------------------------------
+
+
+class CustomAppValues(ChartModel):
+    """A custom Ray Serve application (our runtime's builders or your own code). Keys follow Ray's app schema."""
+
+    disabled: bool = Field(False, description="Leave this app out of serveConfigV2.")
+    import_path: str = Field(
+        ..., pattern=IMPORT_PATH_PATTERN, alias="import_path", description="`module:builder` of the application."
+    )
+    route_prefix: Optional[str] = Field(
+        None, pattern=ROUTE_PREFIX_PATTERN, alias="route_prefix", description="HTTP route prefix; unset = not exposed over HTTP."
+    )
+    args: Dict[str, Any] = Field(default_factory=dict, alias="args", description="Arguments passed to the builder.")
+    runtime_env: Dict[str, Any] = Field(
+        default_factory=dict, alias="runtime_env", description="Ray runtime_env of the app (remote URIs only for working_dir/py_modules)."
+    )
+    deployments: List[Dict[str, Any]] = Field(
+        default_factory=list, alias="deployments", description="Ray Serve per-deployment overrides (name, num_replicas, ...)."
+    )
+
+
+# --------------------------------------------------------------------------
+# The whole values file
+# --------------------------------------------------------------------------
+
+
+class ChartValues(ChartModel):
+    """Values of the `ray-llm` Helm chart."""
+
+    name_override: str = Field("", description="Replaces the chart name in resource names.")
+    fullname_override: str = Field("", description="Replaces the release-chart name in resource names.")
+    global_: Dict[str, Any] = Field(
+        default_factory=dict, alias="global", description="Helm's global values (accepted, unused)."
+    )
+    common_labels: Dict[str, str] = Field(default_factory=dict, description="Labels added to every object.")
+    ray_version: str = Field(
+        "2.49.1", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version in the image (`rayClusterConfig.rayVersion`)."
+    )
+    image: ImageValues = Field(default_factory=ImageValues, description="Ray image for head and workers.")
+    image_pull_secrets: List[Dict[str, str]] = Field(default_factory=list, description="Image pull secrets (`- name: x`).")
+    service_account_name: str = Field("", description="ServiceAccount for the Ray pods; empty uses the namespace default.")
+    hugging_face_token: SecretKeyRef = Field(
+        default_factory=lambda: SecretKeyRef(secret_name="", secret_key="token"),
+        description="Secret holding the Hugging Face token, exposed as `HF_TOKEN` through `secretKeyRef` only.",
+    )
+    secret_mounts: List[SecretMount] = Field(
+        default_factory=list, description="Secrets mounted read-only into every Ray pod (files, never env or serveConfigV2)."
+    )
+    ray_service: RayServiceValues = Field(default_factory=RayServiceValues, description="RayService settings.")
+    head: HeadValues = Field(default_factory=HeadValues, description="Ray head group.")
+    tiers: Dict[str, TierValues] = Field(
+        default_factory=dict, description="GPU worker groups keyed by tier name (e.g. small, medium, large, xlarge)."
+    )
+    serve: ServeValues = Field(default_factory=ServeValues, description="Ray Serve settings.")
+    runtime_packaging: RuntimePackaging = Field(default_factory=RuntimePackaging, description="Runtime delivery.")
+    llm_apps: Dict[str, LLMAppValues] = Field(
+        default_factory=dict, description="`build_openai_app` applications keyed by app name."
+    )
+    models: Dict[str, ModelValues] = Field(default_factory=dict, description="Models keyed by a short name.")
+    custom_apps: Dict[str, CustomAppValues] = Field(
+        default_factory=dict, description="Custom Ray Serve applications keyed by app name."
+    )
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_names(cls, value: Dict[str, TierValues]) -> Dict[str, TierValues]:
+        for name in value:
+            if not re.match(TIER_NAME_PATTERN, name):
+                raise ValueError(
+                    f"got tier name {name!r}; expected lowercase letters, digits and '-' (<= 24 chars, "
+                    "starting with a letter); rename the tier"
+                )
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: Dict[str, ModelValues]) -> Dict[str, ModelValues]:
+        for name in value:
+            if not re.match(MODEL_NAME_PATTERN, name):
+                raise ValueError(
+                    f"got model key {name!r}; expected lowercase letters, digits, '.', '_', '-' (<= 63 chars); rename it"
+                )
+        return value
+
+    @field_validator("llm_apps", "custom_apps")
+    @classmethod
+    def _app_names(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        for name in value:
+            if not re.match(DNS_LABEL_PATTERN, name):
+                raise ValueError(
+                    f"got app name {name!r}; expected a DNS label (lowercase letters, digits, '-', <= 30 chars); rename it"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> "ChartValues":
+        """Cross-references that one field alone cannot check (more in `ray-llm validate`)."""
+        problems: List[str] = []
+        enabled_tiers = {n for n, t in self.tiers.items() if not t.disabled}
+        enabled_apps = {n for n, a in self.llm_apps.items() if not a.disabled}
+        for name, model in self.models.items():
+            if model.disabled:
+                continue
+            if model.tier not in enabled_tiers:
+                problems.append(
+                    f"models.{name}.tier: got {model.tier!r}; expected one of the enabled tiers "
+                    f"{sorted(enabled_tiers)}; add or enable that tier or pick another"
+                )
+            if model.app not in enabled_apps:
+                problems.append(
+                    f"models.{name}.app: got {model.app!r}; expected one of the enabled llmApps "
+                    f"{sorted(enabled_apps)}; add that app under llmApps or pick another"
+                )
+            tier = self.tiers.get(model.tier)
+            if tier and model.accelerator_type and model.accelerator_type != tier.accelerator_type:
+                problems.append(
+                    f"models.{name}.accelerator_type: got {model.accelerator_type!r}; expected the tier's "
+                    f"{tier.accelerator_type!r}; remove it (the chart sets it from the tier)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
