@@ -1,0 +1,39 @@
+# ray-llm developer entry points. `make test` is what CI (.ci/run) runs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Pinned: the tests check configs with Ray's own models, so Ray's version is part of the contract.
+RAY_SPEC ?= ray[serve,llm]==2.60.0
+VLLM_SPEC ?= vllm==0.29.0
+# The CPU build of torch (installed first so nothing pulls a CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+KUBERAY_CRDS ?= $(abspath ../shared/kuberay-crds)
+VALUES ?= values/dev.yaml
+
+.PHONY: setup test render run schema docs pack-runtime lint plan bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[runtime,test]' "$(RAY_SPEC)" "$(VLLM_SPEC)" "$(TORCH_SPEC)"
+	# torchvision/torchaudio from PyPI do not import beside the CPU torch build.
+	$(PY) -m pip uninstall -y -q torchvision torchaudio || true
+	$(PY) -m rayllm_cli.helm_tools fetch --all
+	touch $@
+
+## Run the tests (README's test command).
+test: setup
+	RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(PY) -m pytest -q
+
+## Render a release from a values file with no cluster (README's run command on a fresh machine).
+render: setup
+	"$$($(PY) -m rayllm_cli.helm_tools find)" template llm charts/ray-llm -f $(VALUES)
+
+## Regenerate the checked-in generated files.
+schema: setup
+	$(PY) -m rayllm_cli.main schema
+pack-runtime: setup
+	$(PY) -c "from rayllm_cli.runtime_pack import pack; pack()"
