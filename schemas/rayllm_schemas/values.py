@@ -467,6 +467,59 @@ class CustomAppValues(ChartModel):
 
 
 # --------------------------------------------------------------------------
+# Observability and cost controls
+# --------------------------------------------------------------------------
+
+
+class ScrapeValues(ChartModel):
+    """A Prometheus Operator scrape object for Ray's metrics port (8080)."""
+
+    enabled: bool = Field(False, description="Render it (needs the Prometheus Operator CRDs).")
+    interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$", description="Scrape interval.")
+    labels: Dict[str, str] = Field(default_factory=dict, description="Extra labels (e.g. `release: prometheus`).")
+
+
+class GrafanaDashboardValues(ChartModel):
+    """A Grafana dashboard ConfigMap picked up by Grafana's sidecar."""
+
+    enabled: bool = Field(False, description="Render the dashboard ConfigMap.")
+    labels: Dict[str, str] = Field(
+        default_factory=lambda: {"grafana_dashboard": "1"}, description="Labels the Grafana sidecar selects on."
+    )
+    annotations: Dict[str, str] = Field(default_factory=dict, description="Annotations (e.g. the sidecar's folder).")
+
+
+class MonitoringValues(ChartModel):
+    """Prometheus and Grafana integration."""
+
+    service_monitor: ScrapeValues = Field(
+        default_factory=ScrapeValues, description="ServiceMonitor for the head's metrics port."
+    )
+    pod_monitor: ScrapeValues = Field(default_factory=ScrapeValues, description="PodMonitor for every Ray pod's metrics port.")
+    grafana_dashboard: GrafanaDashboardValues = Field(
+        default_factory=GrafanaDashboardValues, description="Serve and vLLM dashboard."
+    )
+
+
+class NightlyScaleDownValues(ChartModel):
+    """Suspend the RayService at night and resume it in the morning (RayService has no scale subresource)."""
+
+    enabled: bool = Field(False, description="Render the two CronJobs, their ServiceAccount and a Role limited to this RayService.")
+    suspend_schedule: str = Field("0 20 * * 1-5", description="Cron schedule that sets `spec.suspend: true`.")
+    resume_schedule: str = Field("0 7 * * 1-5", description="Cron schedule that sets `spec.suspend: false`.")
+    time_zone: str = Field("Etc/UTC", description="CronJob time zone (IANA name).")
+    image: str = Field("registry.k8s.io/kubectl:v1.31.0", description="Image with kubectl.")
+
+
+class CostControlValues(ChartModel):
+    """Cost controls beyond scale-to-zero tiers."""
+
+    nightly_scale_down: NightlyScaleDownValues = Field(
+        default_factory=NightlyScaleDownValues, description="Scheduled suspend/resume of the whole RayService."
+    )
+
+
+# --------------------------------------------------------------------------
 # The whole values file
 # --------------------------------------------------------------------------
 
@@ -507,6 +560,8 @@ class ChartValues(ChartModel):
     custom_apps: Dict[str, CustomAppValues] = Field(
         default_factory=dict, description="Custom Ray Serve applications keyed by app name."
     )
+    monitoring: MonitoringValues = Field(default_factory=MonitoringValues, description="Prometheus and Grafana objects.")
+    cost_controls: CostControlValues = Field(default_factory=CostControlValues, description="Cost controls.")
 
     @field_validator("tiers")
     @classmethod
