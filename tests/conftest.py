@@ -98,3 +98,14 @@ def write_values(tmp_path: Path, name: str, data: dict) -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_ray_leaks_between_modules():
+    """Some checks (Ray's builders) start Ray implicitly; the runtime suites start their own."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -139,8 +139,9 @@ Any change to the config changes the name, so serveConfigV2 changes with it
 (KubeRay re-applies) and Serve can never read an old file under the new name.
 */}}
 {{- define "ray-llm.models.fileName" -}}
-{{- $yaml := include "ray-llm.models.llmConfig" . -}}
-{{- printf "%s.%s.yaml" .name ($yaml | sha256sum | trunc 12) -}}
+{{- /* the mounted file ends with one newline (the "|" block in the ConfigMap) */ -}}
+{{- $content := printf "%s\n" (include "ray-llm.models.llmConfig" .) -}}
+{{- printf "%s.%s.yaml" .name ($content | sha256sum | trunc 12) -}}
 {{- end -}}
 
 {{- define "ray-llm.models.filePath" -}}

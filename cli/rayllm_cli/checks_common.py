@@ -1,0 +1,297 @@
+"""Shared pieces of the offline manifest checks: the Finding type, JSON paths,
+splitting `helm template` output, ObjectMeta checks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+__all__ = [
+    "Finding",
+    "Manifest",
+    "ManifestParseError",
+    "format_path",
+    "object_ref",
+    "split_manifests",
+    "metadata_findings",
+    "duplicate_key_findings",
+]
+
+ERROR = "error"
+WARNING = "warning"
+NOTICE = "notice"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem (or notice) about one object.
+
+    path:     JSON path inside the object, e.g.
+              ``spec.rayClusterConfig.workerGroupSpecs[0].rayStartParams``
+              ("" for the object as a whole)
+    message:  what is wrong
+    severity: "error" (the API server would reject it), "warning", or "notice"
+              (informational: e.g. a kind that could not be checked)
+    check:    which check produced it ("crd", "builtin:kubernetes-validate",
+              "builtin:kubeconform", "metadata", "size", "yaml")
+    obj:      "Kind/name" of the object
+    source:   template path from helm's ``# Source:`` comment, when known
+    """
+
+    path: str
+    message: str
+    severity: str = ERROR
+    check: str = ""
+    obj: str = ""
+    source: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        who = f"{self.obj} " if self.obj else ""
+        at = f"{self.path}: " if self.path else ""
+        return f"{self.severity.upper()} {where}{who}{at}{self.message}"
+
+
+class Manifest(dict):
+    """A plain dict (the parsed document) that also remembers where it came
+    from: ``source`` (helm's ``# Source:`` path), ``index`` (document number in
+    the stream), ``duplicate_keys`` ([(line, key), ...] found while parsing)."""
+
+    source: str | None
+    index: int
+    duplicate_keys: list[tuple[int, str]]
+
+    def __init__(self, data: dict, source: str | None = None, index: int = 0,
+                 duplicate_keys: list[tuple[int, str]] | None = None):
+        super().__init__(data)
+        self.source = source
+        self.index = index
+        self.duplicate_keys = list(duplicate_keys or [])
+
+
+class ManifestParseError(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------- paths
+
+_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def format_path(parts: Iterable[Any]) -> str:
+    """['spec', 'workerGroupSpecs', 0, 'rayStartParams'] ->
+    'spec.workerGroupSpecs[0].rayStartParams'; keys with dots or slashes are
+    bracket-quoted: metadata.labels["app.kubernetes.io/name"]."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _SIMPLE_KEY.match(str(part)):
+            out += ("." if out else "") + str(part)
+        else:
+            out += '["' + str(part).replace('"', '\\"') + '"]'
+    return out
+
+
+def object_ref(obj: Any) -> str:
+    if not isinstance(obj, dict):
+        return "<not an object>"
+    kind = obj.get("kind") or "<no kind>"
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    name = meta.get("name") or "<no name>"
+    return f"{kind}/{name}"
+
+
+def source_of(obj: Any) -> str | None:
+    return getattr(obj, "source", None)
+
+
+# --------------------------------------------------------------------------- YAML splitting
+
+
+class _DupKeyLoader(yaml.SafeLoader):
+    """SafeLoader that records duplicate mapping keys instead of silently
+    keeping the last one (the API server's strict decoding rejects them)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[tuple[int, str]] = []
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                try:
+                    key = self.construct_object(key_node, deep=True)
+                    hash(key)
+                except Exception:  # unhashable key: let the base class complain
+                    continue
+                if key in seen:
+                    self.duplicates.append((key_node.start_mark.line + 1, str(key)))
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_DOC_SEP = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
+_SOURCE = re.compile(r"^#\s*Source:\s*(\S.*?)\s*$", re.MULTILINE)
+
+
+def split_manifests(text: str) -> list[Manifest]:
+    """Split multi-document YAML (``helm template`` output) into objects.
+
+    Empty documents (comments only, or ``null``) are skipped. Each result is a
+    :class:`Manifest` (a dict) carrying ``source`` from the ``# Source:``
+    comment helm writes at the top of each document, and ``duplicate_keys``.
+    Raises ManifestParseError (naming the source and line) on invalid YAML or a
+    document that is not a mapping.
+    """
+    out: list[Manifest] = []
+    # Split on column-0 document markers ourselves so that each document keeps
+    # its own "# Source:" comment (the YAML parser drops comments). A '---' at
+    # column 0 also ends a block scalar in YAML, so this agrees with the parser.
+    chunks = _DOC_SEP.split(text)
+    line_offset = 0
+    for index, chunk in enumerate(chunks):
+        start_line = line_offset
+        line_offset += chunk.count("\n")  # the separator line ends the previous chunk
+        m = _SOURCE.search(chunk)
+        source = m.group(1) if m else None
+        loader = _DupKeyLoader(chunk)
+        try:
+            data = loader.get_single_data()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {start_line + mark.line + 1}" if mark is not None else ""
+            raise ManifestParseError(
+                f"{source or f'document {index}'}:{line}: invalid YAML: {exc}"
+            ) from exc
+        finally:
+            loader.dispose()
+        if data is None or data == {}:
+            continue
+        if not isinstance(data, dict):
+            raise ManifestParseError(
+                f"{source or f'document {index}'}: expected a mapping (a Kubernetes "
+                f"object), got {type(data).__name__}"
+            )
+        dups = [(start_line + line, key) for line, key in loader.duplicates]
+        out.append(Manifest(data, source=source, index=len(out), duplicate_keys=dups))
+    return out
+
+
+def duplicate_key_findings(obj: Any) -> list[Finding]:
+    return [
+        Finding(
+            path="",
+            message=(f"duplicate key {key!r} at line {line} of the rendered stream: the "
+                     "API server rejects duplicate fields (strict decoding); PyYAML/kubectl "
+                     "client-side would silently keep the last one"),
+            check="yaml",
+            obj=object_ref(obj),
+            source=source_of(obj),
+        )
+        for line, key in getattr(obj, "duplicate_keys", [])
+    ]
+
+
+# --------------------------------------------------------------------------- ObjectMeta
+
+# k8s.io/apimachinery validation
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_OBJECTMETA_FIELDS = {
+    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion",
+    "generation", "creationTimestamp", "deletionTimestamp",
+    "deletionGracePeriodSeconds", "labels", "annotations", "ownerReferences",
+    "finalizers", "managedFields",
+}
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024  # apimachinery TotalAnnotationSizeLimitB
+
+
+def _qualified_name_problem(key: str) -> str | None:
+    prefix, slash, name = key.rpartition("/")
+    if slash:
+        if not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix):
+            return "prefix must be a DNS-1123 subdomain (lowercase, <= 253 chars)"
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        return ("name part must be <= 63 chars of [A-Za-z0-9-_.], starting and "
+                "ending alphanumeric")
+    return None
+
+
+def metadata_findings(obj: Any, *, check: str = "metadata") -> list[Finding]:
+    """apiVersion/kind present; metadata.name present and a DNS-1123
+    subdomain; labels/annotations are string maps with valid keys (and label
+    values valid); no unknown ObjectMeta fields; annotations <= 256 KiB."""
+    ref, src = object_ref(obj), source_of(obj)
+
+    def f(path: str, msg: str, severity: str = ERROR) -> Finding:
+        return Finding(path, msg, severity, check, ref, src)
+
+    if not isinstance(obj, dict):
+        return [f("", "a Kubernetes object must be a mapping")]
+    out: list[Finding] = []
+    for key in ("apiVersion", "kind"):
+        if not isinstance(obj.get(key), str) or not obj.get(key):
+            out.append(f(key, f"required field {key!r} is missing or not a non-empty string"))
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        out.append(f("metadata", "required field 'metadata' is missing or not a mapping"))
+        return out
+    for key in sorted(set(meta) - _OBJECTMETA_FIELDS):
+        out.append(f(format_path(["metadata", key]), f"unknown field {key!r} in ObjectMeta"))
+    name = meta.get("name")
+    if name is None:
+        out.append(f("metadata.name", "required field 'name' is missing"))
+    elif not isinstance(name, str):
+        out.append(f("metadata.name", f"must be a string, got {type(name).__name__}"))
+    elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        out.append(f("metadata.name", f"{name!r} is not a valid DNS-1123 subdomain "
+                     "(lowercase alphanumerics, '-' and '.', <= 253 chars)"))
+    ns = meta.get("namespace")
+    if ns is not None and (not isinstance(ns, str) or len(ns) > 63
+                           or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ns)):
+        out.append(f("metadata.namespace", f"{ns!r} is not a valid DNS-1123 label"))
+    for kind in ("labels", "annotations"):
+        mp = meta.get(kind)
+        if mp is None:
+            continue
+        if not isinstance(mp, dict):
+            out.append(f(format_path(["metadata", kind]), "must be a map of string to string"))
+            continue
+        total = 0
+        for k, v in mp.items():
+            p = format_path(["metadata", kind, str(k)])
+            if not isinstance(k, str):
+                out.append(f(p, f"key must be a string, got {type(k).__name__}"))
+                continue
+            problem = _qualified_name_problem(k)
+            if problem:
+                out.append(f(p, f"invalid {kind[:-1]} key {k!r}: {problem}"))
+            if not isinstance(v, str):
+                out.append(f(p, f"value must be a string, got {type(v).__name__} {v!r} "
+                             "(quote it in the template)"))
+                continue
+            total += len(k) + len(v)
+            if kind == "labels" and v and (len(v) > 63 or not _LABEL_NAME.match(v)):
+                out.append(f(p, f"invalid label value {v!r}: must be <= 63 chars of "
+                             "[A-Za-z0-9-_.], starting and ending alphanumeric"))
+        if kind == "annotations" and total > TOTAL_ANNOTATION_SIZE_LIMIT:
+            out.append(f("metadata.annotations", f"annotations total {total} bytes; "
+                         f"the API server allows at most {TOTAL_ANNOTATION_SIZE_LIMIT}"))
+    return out
+
+
+def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
+    order = {ERROR: 0, WARNING: 1, NOTICE: 2}
+    return sorted(findings, key=lambda x: (order.get(x.severity, 3), x.source or "",
+                                           x.obj, x.path))

@@ -1,0 +1,130 @@
+"""``ray-llm lint``: validate, render with the real helm, check every rendered object."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import yaml
+
+from .errors import ERROR, NOTICE, WARNING, RayLLMError, ValuesFinding
+from .merge import chart_dir
+from .validate import Result, validate_values
+
+
+@dataclass
+class LintResult(Result):
+    objects: int = 0
+    notes: List[str] = field(default_factory=list)
+
+
+def helm_template(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], release: str,
+                  namespace: str, chart: Optional[Path] = None) -> subprocess.CompletedProcess:
+    from .helm_tools import ToolError, find_helm
+
+    try:
+        helm = find_helm()
+    except ToolError as exc:
+        raise RayLLMError(message=f"no helm binary: {exc.message}", fix="put helm on PATH or run "
+                          "`python -m rayllm_cli.helm_tools fetch`")
+    helm_env = os.environ.get("HELM_BIN")
+    cmd = [helm_env if helm_env and os.path.exists(helm_env) else str(helm), "template", release,
+           str(chart or chart_dir()), "--namespace", namespace]
+    for f in files:
+        cmd += ["-f", str(f)]
+    for s in sets:
+        cmd += ["--set", s]
+    for s in set_strings:
+        cmd += ["--set-string", s]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
+    """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file."""
+    from pydantic import ValidationError
+    import logging
+
+    import contextlib
+    import sys
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+    with contextlib.redirect_stdout(sys.stderr):  # keep library chatter out of our (JSON) stdout
+        from ray.serve.llm import LLMConfig
+        from ray.serve.schema import ServeDeploySchema
+
+    out: List[ValuesFinding] = []
+    for d in docs:
+        if d.get("kind") == "RayService":
+            name = f"RayService/{d.get('metadata', {}).get('name')}"
+            text = (d.get("spec") or {}).get("serveConfigV2")
+            if not isinstance(text, str):
+                continue
+            try:
+                ServeDeploySchema.model_validate(yaml.safe_load(text))
+            except (ValidationError, yaml.YAMLError, ValueError) as exc:
+                out.append(ValuesFinding("ray:ServeDeploySchema", ERROR, f"{name} spec.serveConfigV2",
+                                         f"Ray Serve rejects serveConfigV2: {str(exc)[:800]}",
+                                         expected="a valid Ray Serve config",
+                                         fix="check customApps / llmApps settings"))
+        labels = ((d.get("metadata") or {}).get("labels") or {})
+        if d.get("kind") == "ConfigMap" and labels.get("app.kubernetes.io/component") == "model-config":
+            for key, text in (d.get("data") or {}).items():
+                where = f"ConfigMap/{d['metadata'].get('name')} data.{key}"
+                try:
+                    LLMConfig.model_validate(yaml.safe_load(text))
+                except (ValidationError, yaml.YAMLError, ValueError, TypeError) as exc:
+                    out.append(ValuesFinding("ray:LLMConfig", ERROR, where,
+                                             f"Ray's LLMConfig rejects this model file: {str(exc)[:800]}",
+                                             expected="a valid ray.serve.llm.LLMConfig",
+                                             fix="fix the model's Ray sections (model_loading_config, engine_kwargs, ...)"))
+    return out
+
+
+def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, strict: bool = False,
+                release: str = "ray-llm", namespace: str = "default", kubernetes_version: Optional[str] = None,
+                debug: Callable[[str], None] = lambda _m: None) -> LintResult:
+    base = validate_values(files, sets, set_strings, strict=strict)
+    result = LintResult(findings=list(base.findings), merged=base.merged, model=base.model, strict=strict)
+    if base.merged is None or any(f.severity == ERROR for f in base.findings):
+        result.notes.append("rendering skipped: fix the values errors first")
+        return result
+    proc = helm_template(files, sets, set_strings, release, namespace)
+    debug(f"helm template exited {proc.returncode}")
+    if proc.returncode != 0:
+        msg = proc.stderr.strip()[-2000:]
+        result.findings.append(ValuesFinding("helm", ERROR, "", f"helm template failed: {msg}",
+                                             expected="the chart renders", fix="see helm's message"))
+        return result
+    from .checks_crd import CrdNotFoundError
+    from .manifest_checks import check_rendered
+    from .checks_common import ManifestParseError
+
+    try:
+        report = check_rendered(proc.stdout, kubernetes_version=kubernetes_version)
+    except CrdNotFoundError as exc:
+        result.findings.append(ValuesFinding("crd", ERROR, "", f"KubeRay CRDs not found: {exc}",
+                                             expected="the KubeRay CRDs", fix="set RAYLLM_KUBERAY_CRDS to their directory"))
+        return result
+    except ManifestParseError as exc:
+        result.findings.append(ValuesFinding("yaml", ERROR, "", f"rendered output does not parse: {exc}"))
+        return result
+    result.objects = len(report.objects)
+    result.notes.append(report.summary())
+    for f in report.findings:
+        sev = f.severity if f.severity in (ERROR, WARNING, NOTICE) else ERROR
+        where = " ".join(x for x in (f.obj, f.path) if x)
+        result.findings.append(ValuesFinding(f.check or "manifest", sev, where, f.message, origin=f.source or ""))
+    if importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.serve") is not None:
+        try:
+            docs = [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict)]
+            result.findings += _ray_findings(docs)
+        except ImportError as exc:
+            result.notes.append(f"Ray's schemas not checked: {exc} (install ray[serve,llm])")
+    else:
+        result.notes.append("Ray's schemas (ServeDeploySchema, LLMConfig) not checked: ray[serve,llm] is not installed")
+    return result

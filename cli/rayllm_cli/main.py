@@ -1,0 +1,308 @@
+"""``ray-llm``: validate, lint and plan ray-llm chart values; keep generated files fresh.
+
+Exit codes: 0 valid / up to date; 1 invalid input (error findings, stale
+generated file) or an internal error (one line, never a traceback); 2 usage
+error (bad flags, missing file, bad --set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+
+try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itself
+    from typer._click import exceptions as _tce  # type: ignore
+except ImportError:  # pragma: no cover
+    _tce = click.exceptions
+
+
+def _classes(name: str) -> tuple:
+    found = [getattr(m, name) for m in (_tce, click.exceptions, typer) if hasattr(m, name)]
+    return tuple(dict.fromkeys(found))
+
+
+_EXIT = _classes("Exit")
+_USAGE = _classes("UsageError")
+_CLICK = _classes("ClickException")
+_ABORT = _classes("Abort")
+
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, NOTICE, RayLLMError, UsageError
+
+HELP = """Validate, lint and plan values for the ray-llm chart.
+
+Exit codes: 0 valid; 1 invalid values (or a stale generated file); 2 usage error
+(bad flags, missing file, bad --set expression).
+"""
+
+app = typer.Typer(
+    name="ray-llm",
+    help=HELP,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_STATE = {"debug": False}
+
+FilesOpt = typer.Option(None, "-f", "--values", help="Values file (repeatable; later files win, like helm -f).")
+SetOpt = typer.Option(None, "--set", help="Helm --set expression (repeatable): a.b=c, a[0].b=c, a={x,y}, k1=v1,k2=v2.")
+SetStrOpt = typer.Option(None, "--set-string", help="Like --set but every value is a string.")
+OutputOpt = typer.Option("text", "-o", "--output", help="text or json.")
+
+
+def _debug(msg: str) -> None:
+    if _STATE["debug"]:
+        print(f"[debug] {msg}", file=sys.stderr)
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Print what the tool does (also set by HELM_DEBUG under `helm ray-llm`)."),
+) -> None:
+    _STATE["debug"] = debug or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true")
+    if _STATE["debug"]:
+        for var in ("HELM_NAMESPACE", "HELM_KUBECONTEXT", "HELM_PLUGIN_DIR", "HELM_BIN"):
+            if os.environ.get(var):
+                _debug(f"{var}={os.environ[var]}")
+
+
+def _check_output(output: str) -> str:
+    if output not in ("text", "json"):
+        raise UsageError(f"--output {output!r} is not supported", fix="use --output text or --output json")
+    return output
+
+
+def _print_findings(findings, *, header: str, valid: bool, output: str, extra: Optional[dict] = None,
+                    show_notices: bool = True) -> None:
+    if output == "json":
+        doc = {"valid": valid, "findings": [f.to_dict() for f in findings]}
+        if extra:
+            doc.update(extra)
+        print(json.dumps(doc, indent=2, default=str))
+        return
+    shown = [f for f in findings if show_notices or f.severity != NOTICE]
+    for f in shown:
+        print(f.render())
+    n_err = sum(1 for f in findings if f.severity == "error")
+    n_warn = sum(1 for f in findings if f.severity == "warning")
+    verdict = "valid" if valid else "INVALID"
+    print(f"{header}: {verdict} ({n_err} error(s), {n_warn} warning(s))")
+
+
+@app.command()
+def validate(
+    values: Optional[List[Path]] = FilesOpt,
+    set_: Optional[List[str]] = SetOpt,
+    set_string: Optional[List[str]] = SetStrOpt,
+    output: str = OutputOpt,
+    strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
+) -> None:
+    """Merge the chart defaults, -f files and --set like Helm, then check the schema and the cross-field rules."""
+    output = _check_output(output)
+    from .validate import validate_values
+
+    files = values or []
+    _debug(f"validate files={[str(f) for f in files]} set={set_} set_string={set_string}")
+    result = validate_values(files, set_ or [], set_string or [], strict=strict)
+    _print_findings(result.findings, header=f"values {' + '.join(map(str, files)) or '(chart defaults)'}",
+                    valid=result.valid, output=output)
+    raise typer.Exit(EXIT_OK if result.valid else EXIT_INVALID)
+
+
+@app.command()
+def lint(
+    values: Optional[List[Path]] = FilesOpt,
+    set_: Optional[List[str]] = SetOpt,
+    set_string: Optional[List[str]] = SetStrOpt,
+    output: str = OutputOpt,
+    strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
+    release: str = typer.Option("ray-llm", "--release", help="Release name for helm template."),
+    namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace (default $HELM_NAMESPACE or 'default')."),
+    kubernetes_version: Optional[str] = typer.Option(None, "--kubernetes-version", help="Kubernetes version for built-in schemas."),
+) -> None:
+    """validate, then `helm template` and check every manifest (Kubernetes schemas, KubeRay CRD, Ray's schemas, sizes)."""
+    output = _check_output(output)
+    from .lint import lint_values
+
+    ns = namespace or os.environ.get("HELM_NAMESPACE") or "default"
+    result = lint_values(values or [], set_ or [], set_string or [], strict=strict, release=release,
+                         namespace=ns, kubernetes_version=kubernetes_version, debug=_debug)
+    _print_findings(result.findings, header="lint", valid=result.valid, output=output,
+                    extra={"objects": result.objects, "notes": result.notes})
+    if output == "text":
+        for note in result.notes:
+            print(f"note: {note}")
+    raise typer.Exit(EXIT_OK if result.valid else EXIT_INVALID)
+
+
+@app.command()
+def plan(
+    values: Optional[List[Path]] = FilesOpt,
+    set_: Optional[List[str]] = SetOpt,
+    set_string: Optional[List[str]] = SetStrOpt,
+    output: str = OutputOpt,
+) -> None:
+    """Per tier: models, GPUs and workers at min/max replicas, and whether each model's weights fit its GPUs."""
+    output = _check_output(output)
+    from .plan import build_plan, render_plan_text
+    from .validate import validate_values
+
+    result = validate_values(values or [], set_ or [], set_string or [])
+    if result.merged is None:
+        _print_findings(result.findings, header="values", valid=False, output=output)
+        raise typer.Exit(EXIT_INVALID)
+    the_plan = build_plan(result.merged.values)
+    errors = [f.to_dict() for f in result.errors]
+    if output == "json":
+        print(json.dumps({"valid": result.valid, "tiers": the_plan["tiers"], "assumptions": the_plan["assumptions"],
+                          "errors": errors}, indent=2, default=str))
+    else:
+        print(render_plan_text(the_plan))
+        if errors:
+            print(f"\nnote: the values have {len(errors)} error(s); run `ray-llm validate` for details")
+    raise typer.Exit(EXIT_OK if result.valid else EXIT_INVALID)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@app.command()
+def schema(
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the file is stale instead of writing it."),
+    path: Optional[Path] = typer.Option(None, "--path", help="Schema file (default charts/ray-llm/values.schema.json)."),
+) -> None:
+    """Write charts/ray-llm/values.schema.json from the Pydantic models (atomically)."""
+    from rayllm_schemas.schema_gen import default_schema_path, render_values_schema
+
+    target = path or default_schema_path()
+    text = render_values_schema()
+    current = target.read_text(encoding="utf-8") if target.exists() else None
+    if check:
+        if current != text:
+            print(f"{target} is stale; run `ray-llm schema` to regenerate it")
+            raise typer.Exit(EXIT_INVALID)
+        print(f"{target} is up to date")
+        raise typer.Exit(EXIT_OK)
+    if current == text:
+        print(f"{target} is up to date")
+    else:
+        _atomic_write(target, text)
+        print(f"wrote {target}")
+
+
+@app.command()
+def docs(
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the README table is stale instead of writing it."),
+    path: Optional[Path] = typer.Option(None, "--path", help="README (default charts/ray-llm/README.md)."),
+) -> None:
+    """Regenerate the values table in the chart README between the values-table markers."""
+    from .docs import default_readme, update_readme
+
+    target = path or default_readme()
+    if not target.exists():
+        raise UsageError(f"{target} does not exist", fix="pass --path to the chart README")
+    current = target.read_text(encoding="utf-8")
+    new = update_readme(current)
+    if check:
+        if new != current:
+            print(f"{target}: values table is stale; run `ray-llm docs`")
+            raise typer.Exit(EXIT_INVALID)
+        print(f"{target}: values table is up to date")
+        return
+    if new != current:
+        _atomic_write(target, new)
+        print(f"wrote {target}")
+    else:
+        print(f"{target}: values table is up to date")
+
+
+@app.command("pack-runtime")
+def pack_runtime(
+    check: bool = typer.Option(False, "--check", help="Exit 1 if charts/ray-llm/files/rayllm_runtime is stale."),
+) -> None:
+    """Copy runtime/rayllm_runtime into the chart (charts/ray-llm/files/) so the ConfigMap ships it."""
+    from . import runtime_pack
+
+    diffs = runtime_pack.differences()
+    if check:
+        if diffs:
+            print("the chart's runtime copy is stale: " + ", ".join(diffs))
+            print("run `ray-llm pack-runtime`")
+            raise typer.Exit(EXIT_INVALID)
+        print("the chart's runtime copy is up to date")
+        return
+    if not diffs:
+        print("the chart's runtime copy is up to date")
+        return
+    files = runtime_pack.pack()
+    print(f"packed {len(files)} file(s) into {runtime_pack.PACKED}")
+
+
+@app.command()
+def rules(output: str = OutputOpt) -> None:
+    """List the cross-field rules validate and lint run."""
+    output = _check_output(output)
+    from .rules import RULES
+
+    if output == "json":
+        print(json.dumps([{"id": r.id, "title": r.title} for r in RULES], indent=2))
+        return
+    for r in RULES:
+        print(f"{r.id}  {r.title}")
+
+
+def entrypoint(argv: Optional[List[str]] = None) -> None:
+    """Console script: run the app; turn every failure into a message and an exit code."""
+    sys.exit(run(argv))
+
+
+def run(argv: Optional[List[str]] = None) -> int:
+    try:
+        rv = app(args=argv, prog_name="ray-llm", standalone_mode=False)
+        return int(rv or 0)
+    except _EXIT as exc:
+        return exc.exit_code
+    except _USAGE as exc:
+        exc.show(file=sys.stderr)
+        return EXIT_USAGE
+    except _CLICK as exc:
+        exc.show(file=sys.stderr)
+        return EXIT_USAGE
+    except _ABORT:
+        print("ray-llm: aborted", file=sys.stderr)
+        return EXIT_INVALID
+    except RayLLMError as exc:
+        print(f"ray-llm: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ray-llm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_INVALID
+    except Exception as exc:  # an internal error: one line, no traceback
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"ray-llm: internal error: {type(exc).__name__}: {first} (re-run with --debug and report it)",
+              file=sys.stderr)
+        if _STATE["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,1 @@
+"""Ray Serve runtime for ray-llm."""

@@ -1,0 +1,1 @@
+"""OpenAI-compatible HTTP surface: protocol models, serving logic, routes."""

@@ -1,0 +1,79 @@
+"""FastAPI routes of the gateway (built per replica around a GatewayCore)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from rayllm_runtime.openai.errors import OpenAIHTTPError
+from rayllm_runtime.openai.protocol import ChatCompletionRequest, CompletionRequest
+
+if TYPE_CHECKING:
+    from rayllm_runtime.gateway import GatewayCore
+
+logger = logging.getLogger("rayllm.router")
+
+
+def build_fastapi_app(core: "GatewayCore") -> FastAPI:
+    # No /docs or /openapi.json: the surface is OpenAI's, documented there.
+    app = FastAPI(title="ray-llm gateway", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths / wrong methods still answer in OpenAI's error shape.
+        message = {404: "Unknown endpoint; see /v1/models, /v1/chat/completions, /v1/completions.",
+                   405: "Method not allowed on this endpoint."}.get(exc.status_code, str(exc.detail))
+        return OpenAIHTTPError(exc.status_code, message).to_response()
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> Response:
+        logger.error("unhandled error on %s", request.url.path, exc_info=exc)
+        return OpenAIHTTPError(500, "The server had an internal error; retry later.").to_response()
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok", "models": core.router.model_ids()})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if not core.args.metrics_enabled:
+            return OpenAIHTTPError(404, "Metrics are disabled (metrics_enabled: false).").to_response()
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        async def handler(ctx):
+            return JSONResponse(core.list_models().model_dump(mode="json"))
+
+        return await core.guarded(request, "models", handler)
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(request: Request, model_id: str) -> Response:
+        async def handler(ctx):
+            ctx.model = model_id
+            for card in core.list_models().data:
+                if card.id == model_id:
+                    return JSONResponse(card.model_dump(mode="json"))
+            raise OpenAIHTTPError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+
+        return await core.guarded(request, "models", handler)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await core.guarded(
+            request, "chat", lambda ctx: core.completions(request, ctx, ChatCompletionRequest)
+        )
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await core.guarded(
+            request, "completions", lambda ctx: core.completions(request, ctx, CompletionRequest)
+        )
+
+    return app
