@@ -72,3 +72,11 @@ def test_helm_rejects_bad_values_through_the_schema(helm_paths, sets, path_fragm
         # Helm 3.17 writes "tiers.small.gpusPerWorker", newer Helm "/tiers/small/gpusPerWorker".
         dotted = path_fragment.strip("/").replace("/", ".")
         assert "schema" in stderr and (path_fragment in stderr or dotted in stderr), (label, stderr)
+
+
+def test_chart_readme_values_table_is_current():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "rayllm_cli.main", "docs", "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
