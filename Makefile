@@ -28,7 +28,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: setup
 	RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(PY) -m pytest -q
 
-## Render a release from a values file with no cluster (README's run command on a fresh machine).
+## README's run command: deploy the serveConfigV2 the chart renders from $(VALUES) onto a
+## local Ray (no Kubernetes) and serve an OpenAI endpoint on $(PORT) until Ctrl-C.
+## With no GPU the models run on the CPU engine; offline, on a tiny locally built model.
+## `make run ONCE=1` deploys, answers one chat completion, and shuts down.
+PORT ?= 8000
+run: setup
+	$(VENV)/bin/ray-llm run -f $(VALUES) --port $(PORT) $(if $(ONCE),--once,) $(RUN_ARGS)
+
+## Render a release from a values file with no cluster.
 render: setup
 	"$$($(PY) -m rayllm_cli.helm_tools find)" template llm charts/ray-llm -f $(VALUES)
 

@@ -170,6 +170,36 @@ def plan(
     raise typer.Exit(EXIT_OK if result.valid else EXIT_INVALID)
 
 
+@app.command("run")
+def run_command(
+    values: Optional[List[Path]] = FilesOpt,
+    set_: Optional[List[str]] = SetOpt,
+    set_string: Optional[List[str]] = SetStrOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address the local Serve proxy listens on."),
+    port: int = typer.Option(8000, "--port", help="Port of the local Serve proxy."),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="MODEL_ID=PATH: local weights for a model id (repeatable)."),
+    model_source: str = typer.Option("auto", "--model-source",
+                                     help="CPU engine weights: auto (the values' source if local, cached or reachable, "
+                                          "else a tiny random model), values, or tiny."),
+    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu", help="Force vLLM on the GPU or the CPU engine (default: detect a CUDA GPU)."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs for the local Ray (default: all)."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to lay out the mounted files (default: a temp dir, removed at exit)."),
+    once: bool = typer.Option(False, "--once", help="Deploy, send one chat completion per model, print it, shut down."),
+    release: str = typer.Option("llm", "--release", help="Release name for helm template."),
+) -> None:
+    """Deploy the serveConfigV2 the chart renders onto a local Ray (no Kubernetes) and print the endpoint."""
+    from .serve_local import parse_model_overrides, run_local
+
+    overrides = parse_model_overrides(model or [])
+
+    def say(line: str) -> None:
+        print(f"ray-llm run: {line}", flush=True)
+
+    raise typer.Exit(run_local(values or [], set_ or [], set_string or [], host=host, port=port,
+                               model_overrides=overrides, model_source=model_source, gpu=gpu, num_cpus=num_cpus,
+                               workdir=workdir, once=once, release=release, say=say))
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

@@ -148,6 +148,7 @@ def run_serve_config(
     num_cpus: Optional[int] = None,
     base_dir: Optional[os.PathLike] = None,
     use_gpu: Optional[bool] = None,
+    ray_resources: Optional[Mapping[str, float]] = None,
 ) -> LocalRunResult:
     """Deploy every application of a serveConfigV2 dict onto a local Ray.
 
@@ -163,6 +164,9 @@ def run_serve_config(
         num_cpus: CPUs given to a Ray started here (default: all cores).
         base_dir: directory relative llm_configs paths are resolved against.
         use_gpu: force GPU detection on/off (default: torch.cuda.is_available()).
+        ray_resources: custom resources for a Ray started here, e.g. the
+            worker groups' ``rayllm-tier-*`` and ``accelerator_type:*`` so that
+            placement bundles that ask for them schedule on this one node.
     Returns:
         LocalRunResult with the base URL, app names and notices.
     """
@@ -201,7 +205,8 @@ def run_serve_config(
         built.append((name, spec.get("route_prefix", "/"), _build_application(import_path, args)))
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True,
+                 resources=dict(ray_resources) if ray_resources else None)
         _started_ray = True
     serve.start(http_options={"host": host, "port": port})
     for name, route_prefix, app in built:

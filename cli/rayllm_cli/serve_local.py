@@ -1,0 +1,339 @@
+"""``ray-llm run``: deploy the serveConfigV2 the chart renders onto a local Ray.
+
+No Kubernetes: the chart is rendered with the real ``helm``, the ConfigMaps
+that the head pod mounts are written under a work directory at the paths the
+pod sees them (``<workdir>/home/ray/rayllm/models/<family>/...``), the paths
+in serveConfigV2 are pointed there, and every application is deployed with
+``rayllm_runtime.local_run`` exactly as Serve would build it in the cluster.
+
+Without a CUDA GPU the ``build_openai_app`` apps (which need vLLM on a GPU)
+serve the same model ids through the transformers CPU engine. Where a model's
+weights can't be had (no network, not in the Hugging Face cache), a tiny
+random model is built locally so the endpoint still works; its answers are
+gibberish and the command says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+from .errors import ERROR, RayLLMError, UsageError
+
+MODEL_SOURCES = ("auto", "values", "tiny")
+# Where the tiny offline model is cached between runs.
+TINY_CACHE = Path(os.environ.get("RAYLLM_CACHE_DIR", Path.home() / ".cache" / "ray-llm")) / "tiny-model"
+
+
+@dataclass
+class LocalLayout:
+    """What the head pod would see, laid out under ``root``."""
+
+    root: Path
+    serve_config: Dict[str, Any]
+    files: List[Path] = field(default_factory=list)
+    mounts: Dict[str, Path] = field(default_factory=dict)  # pod mountPath -> local dir
+    ray_resources: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ModelChoice:
+    model_id: str
+    source: str
+    why: str
+
+
+def _parse_start_resources(raw: Any) -> Dict[str, float]:
+    """rayStartParams.resources as KubeRay takes it: a quoted JSON object string."""
+    value = raw
+    for _ in range(3):  # '"{\"a\":1}"' -> '{"a":1}' -> {"a": 1}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return {}
+    return {str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _rayservice(docs: Sequence[dict]) -> dict:
+    found = [d for d in docs if d.get("kind") == "RayService"]
+    if len(found) != 1:
+        raise RayLLMError(message=f"got {len(found)} RayService objects in the rendered chart; expected exactly 1")
+    return found[0]
+
+
+def layout_release(docs: Sequence[dict], root: Path) -> LocalLayout:
+    """Write the ConfigMaps mounted into the head pod under ``root`` and localise serveConfigV2.
+
+    Paths are taken from the rendered objects themselves (the head container's
+    volumeMounts, their configMap volumes and items), so the layout follows
+    the chart rather than a copy of its conventions.
+    """
+    service = _rayservice(docs)
+    spec = service.get("spec") or {}
+    serve_config = yaml.safe_load(spec.get("serveConfigV2") or "") or {}
+    if not isinstance(serve_config, dict) or not serve_config.get("applications"):
+        raise RayLLMError(message="got a RayService without applications in serveConfigV2; expected at least one",
+                          fix="enable a model (models.<name>) or a custom app (customApps.<name>)")
+    config_maps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap" and d.get("metadata")}
+    cluster = spec.get("rayClusterConfig") or {}
+    pod = ((cluster.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    containers = pod.get("containers") or [{}]
+    layout = LocalLayout(root=root, serve_config=serve_config)
+
+    for mount in containers[0].get("volumeMounts") or []:
+        volume = volumes.get(mount.get("name")) or {}
+        ref = volume.get("configMap")
+        if not ref or ref.get("name") not in config_maps:
+            continue  # secrets, emptyDirs and external ConfigMaps are not ours to lay out
+        data = config_maps[ref["name"]].get("data") or {}
+        target = root / str(mount["mountPath"]).lstrip("/")
+        items = ref.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            if item["key"] not in data:
+                continue
+            dest = target / item["path"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(data[item["key"]], encoding="utf-8")
+            layout.files.append(dest)
+        layout.mounts[str(mount["mountPath"]).rstrip("/")] = target
+
+    def localise(value: Any) -> Any:
+        if isinstance(value, str):
+            for pod_path, local in layout.mounts.items():
+                if value == pod_path or value.startswith(pod_path + "/"):
+                    return str(local) + value[len(pod_path):]
+            return value
+        if isinstance(value, list):
+            return [localise(v) for v in value]
+        if isinstance(value, dict):
+            return {k: localise(v) for k, v in value.items()}
+        return value
+
+    for app in serve_config["applications"]:
+        app["args"] = localise(app.get("args") or {})
+
+    # One local node stands in for every worker group: declare the custom
+    # resources the groups declare (times their max replicas), so placement
+    # bundles that ask for a tier or an accelerator type schedule here too.
+    for group in cluster.get("workerGroupSpecs") or []:
+        count = max(1, int(group.get("maxReplicas") or 1))
+        for name, amount in _parse_start_resources((group.get("rayStartParams") or {}).get("resources")).items():
+            layout.ray_resources[name] = layout.ray_resources.get(name, 0.0) + amount * count
+    return layout
+
+
+def openai_models(serve_config: Mapping[str, Any]) -> List[Tuple[str, str, Any]]:
+    """(app name, model_id, model_source) of every LLMConfig of the build_openai_app apps."""
+    from rayllm_runtime.local_run import OPENAI_APP_IMPORT_PATHS
+
+    found = []
+    for app in serve_config.get("applications") or []:
+        if app.get("import_path") not in OPENAI_APP_IMPORT_PATHS:
+            continue
+        for entry in (app.get("args") or {}).get("llm_configs") or []:
+            cfg = entry
+            if isinstance(entry, str):
+                cfg = yaml.safe_load(Path(entry).read_text(encoding="utf-8"))
+            loading = (cfg or {}).get("model_loading_config") or {}
+            found.append((app.get("name", ""), loading.get("model_id", ""), loading.get("model_source")))
+    return found
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # no hub library or a malformed id: treat as not cached
+        return False
+
+
+def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str, str], mode: str,
+                  hub_reachable: Callable[[], bool] = _hub_reachable) -> List[ModelChoice]:
+    """Decide, per model id, which weights the CPU engine loads."""
+    choices: List[ModelChoice] = []
+    reachable: Optional[bool] = None
+    for _app, model_id, source in models:
+        if model_id in overrides:
+            choices.append(ModelChoice(model_id, overrides[model_id], "--model override"))
+            continue
+        if mode == "tiny":
+            choices.append(ModelChoice(model_id, "", "--model-source tiny"))
+            continue
+        if isinstance(source, str) and (Path(source).is_dir() or _cached(source)):
+            choices.append(ModelChoice(model_id, source, "local" if Path(source).is_dir() else "Hugging Face cache"))
+            continue
+        if mode == "values":
+            if not isinstance(source, str):
+                raise UsageError(f"got model_source {source!r} for {model_id!r}; expected a repo id or a local path "
+                                 f"for a local run; pass --model {model_id}=/path/to/weights")
+            choices.append(ModelChoice(model_id, source, "from the values (downloaded on first load)"))
+            continue
+        if reachable is None:
+            reachable = hub_reachable()
+        if reachable and isinstance(source, str):
+            choices.append(ModelChoice(model_id, source, "from the values (downloaded on first load)"))
+        else:
+            choices.append(ModelChoice(model_id, "", "offline and not cached"))
+    return choices
+
+
+def _build_tiny() -> str:
+    from rayllm_runtime.testing import build_tiny_model
+
+    return str(build_tiny_model(TINY_CACHE))
+
+
+def smoke_request(base_url: str, route_prefix: str, model_id: str, timeout: float = 120.0) -> str:
+    """One chat completion through the served app; returns the reply text."""
+    import httpx
+
+    url = base_url.rstrip("/") + "/" + route_prefix.strip("/")
+    url = url.rstrip("/") + "/v1/chat/completions"
+    body = {"model": model_id, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
+            "temperature": 0}
+    response = httpx.post(url, json=body, timeout=timeout)
+    if response.status_code != 200:
+        raise RayLLMError(message=f"got HTTP {response.status_code} from {url} for model {model_id!r}: "
+                          f"{response.text[:300]}", expected="200 with a chat completion")
+    return response.json()["choices"][0]["message"]["content"]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, host: str, port: int,
+              model_overrides: Mapping[str, str], model_source: str, gpu: Optional[bool], num_cpus: Optional[int],
+              workdir: Optional[Path], once: bool, release: str, say: Callable[[str], None]) -> int:
+    """The whole ``ray-llm run``; returns the exit code."""
+    from .lint import helm_template
+    from .validate import validate_values
+
+    if model_source not in MODEL_SOURCES:
+        raise UsageError(f"got --model-source {model_source!r}; expected one of {', '.join(MODEL_SOURCES)}")
+    if not _port_free(host, port):
+        raise UsageError(f"got --port {port}, which is in use on {host}; pick a free port with --port")
+    try:
+        import ray  # noqa: F401
+        from ray import serve  # noqa: F401
+        import rayllm_runtime.local_run as local_run
+    except ImportError as exc:
+        raise RayLLMError(message=f"got no Ray Serve here ({exc}); expected ray[serve] and the runtime extra",
+                          fix="pip install 'ray-llm[runtime]' 'ray[serve,llm]'")
+
+    result = validate_values(files, sets, set_strings)
+    if not result.valid:
+        for finding in result.errors:
+            print(finding.render(), file=sys.stderr)
+        say(f"values are invalid ({len(result.errors)} error(s)); nothing deployed")
+        return 1
+    proc = helm_template(files, sets, set_strings, release, "default")
+    if proc.returncode != 0:
+        raise RayLLMError(message=f"helm template failed: {proc.stderr.strip()[-1500:]}", fix="see helm's message")
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict)]
+
+    owned = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="ray-llm-run-")) if owned else Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        layout = layout_release(docs, root)
+        say(f"rendered release {release!r}; {len(layout.files)} mounted file(s) laid out under {root}")
+        have_gpu = local_run.gpu_available() if gpu is None else gpu
+        overrides: Dict[str, str] = dict(model_overrides)
+        if not have_gpu:
+            choices = choose_models(openai_models(layout.serve_config), model_overrides, model_source)
+            if any(not c.source for c in choices):
+                tiny = _build_tiny()
+                for c in choices:
+                    if not c.source:
+                        c.source = tiny
+                        c.why += "; using a tiny random model built here, so answers are gibberish"
+            for c in choices:
+                overrides[c.model_id] = c.source
+                say(f"model {c.model_id}: cpu engine, weights {c.source} ({c.why})")
+        served = local_run.run_serve_config(
+            layout.serve_config, host=host, port=port, model_overrides=overrides, num_cpus=num_cpus,
+            base_dir=root, use_gpu=have_gpu, ray_resources=layout.ray_resources,
+        )
+        try:
+            for notice in served.notices:
+                say(f"note: {notice}")
+            routes = {a["name"]: a.get("route_prefix", "/") for a in layout.serve_config["applications"]}
+            for name in served.applications:
+                url = served.base_url + ("/" + routes[name].strip("/")).rstrip("/")
+                say(f"app {name}: {url}/v1  (OpenAI-compatible)")
+            say(f"ready: {served.base_url}")
+            if once:
+                for app_name, model_id, _src in openai_models(layout.serve_config):
+                    reply = smoke_request(served.base_url, routes[app_name], model_id)
+                    say(f"chat completion from {model_id} via {app_name}: {reply!r}")
+                return 0
+            say("serving until Ctrl-C (or SIGTERM)")
+            _wait_for_signal()
+            return 0
+        finally:
+            local_run.shutdown()
+            say("shut down")
+    finally:
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_signal() -> None:
+    stop = {"now": False}
+
+    def handler(_signum, _frame):
+        stop["now"] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop["now"]:
+            time.sleep(0.2)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def parse_model_overrides(pairs: Sequence[str]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for pair in pairs:
+        model_id, sep, path = pair.partition("=")
+        if not sep or not model_id or not path:
+            raise UsageError(f"got --model {pair!r}; expected MODEL_ID=PATH (e.g. --model qwen2.5-0.5b-instruct=/models/qwen)")
+        out[model_id] = path
+    return out
+
+
+__all__ = ["run_local", "layout_release", "choose_models", "parse_model_overrides", "ERROR"]
