@@ -9,7 +9,7 @@ Ids (stable; documented in ``ray-llm rules``):
 =====  ==========================================================================
 RL001  references: a model/custom app names a missing or disabled tier; a model names a missing/disabled llmApp
 RL002  duplicates: model_id, app names across llmApps/customApps, route prefixes (and prefixes that shadow others)
-RL003  placement: tensor x pipeline parallel above gpusPerWorker; fractional gpuShare over-committing one worker
+RL003  placement: tensor x pipeline parallel above gpusPerWorker; accelerator_type other than the tier's; fractional gpuShare over-committing one worker
 RL004  capacity: GPUs at max (and min) replicas above the tier's maxReplicas x gpusPerWorker
 RL005  bounds: min_replicas > max_replicas, target_ongoing_requests > max_ongoing_requests, tier min > max
 RL006  engine_kwargs keys vLLM does not know (did-you-mean), and vLLM engine args it renamed or removed
@@ -356,6 +356,14 @@ def rule_placement(ctx: Context) -> Iterator[ValuesFinding]:
                               f"but tier {m['tier']!r} has {per_worker} GPU(s) per worker (an engine's bundles must fit one worker)",
                               tp * pp, f"at most {per_worker}",
                               "move the model to a tier with more gpusPerWorker or lower the parallel sizes")
+        own = m.get("accelerator_type")
+        if own is not None and str(own) != str(tier.get("acceleratorType")):
+            # The chart derives accelerator_type from the tier; a different one
+            # could never be placed on that tier's workers (the template fails too).
+            yield ctx.finding("RL003", ERROR, ("models", name, "accelerator_type"),
+                              f"accelerator_type {own!r} differs from tier {m['tier']!r}'s acceleratorType",
+                              own, f"tier {m['tier']!r}'s {tier.get('acceleratorType')!r} (or unset)",
+                              "remove it: the chart sets it from the tier")
         share = _num(m.get("gpuShare"), 1.0)
         if share < 1 and tp * pp == 1:
             lo, _ = replica_bounds(m)
@@ -784,5 +792,7 @@ def deprecated_key_finding(ctx: Context, path: Tuple[Any, ...]) -> Optional[Valu
     repl = DEPRECATED_KEYS.get(tuple(path))
     if not repl:
         return None
-    return ctx.finding("RL012", WARNING, path, f"{path[-1]} is deprecated: the chart ignores it", _get(ctx.values, path),
-                       repl, f"remove it; use {repl.split(' ')[0]}")
+    # An error, not a warning: values.schema.json forbids unknown keys, so helm
+    # itself refuses these values; validate must not call them valid.
+    return ctx.finding("RL012", ERROR, path, f"{path[-1]} was removed from the chart and helm rejects it",
+                       _get(ctx.values, path), repl, f"remove it; use {repl.split(' ')[0]}")

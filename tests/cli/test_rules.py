@@ -279,9 +279,13 @@ def test_rl012_deprecated_settings(tmp_path):
     v["rayService"] = {"serviceUnhealthySecondThreshold": 900}
     v["models"]["qwen"]["runtime_env"] = {"env_vars": {"VLLM_USE_V1": "1"}}
     v["head"] = {"env": [{"name": "RAY_SERVE_ENABLE_EXPERIMENTAL_STREAMING", "value": "1"}]}
-    found = rule_hits(findings(tmp_path, v), "RL012", "warning")
+    all_found = findings(tmp_path, v)
+    removed = rule_hits(all_found, "RL012", "error")
+    # A removed chart key is an error, as it is for helm (the schema forbids it).
+    assert [f["path"] for f in removed] == ["rayService.serviceUnhealthySecondThreshold"]
+    assert "upgradeStrategy" in removed[0]["expected"]
+    found = rule_hits(all_found, "RL012", "warning")
     by_path = {f["path"]: f for f in found}
-    assert "upgradeStrategy" in by_path["rayService.serviceUnhealthySecondThreshold"]["expected"]
     assert "models.qwen.runtime_env.env_vars.VLLM_USE_V1" in by_path
     assert "head.env[0]" in by_path
 

@@ -1,0 +1,83 @@
+"""`ray-llm validate` and `helm template` give the same verdict.
+
+The chart states some rules twice: in `ray-llm.validateValues` (so Flux and
+Argo CD users, who never run our CLI, get them) and in the CLI's rules (which
+add file and line). This guards the two copies against drift: every values
+file and scenario passes both, and every broken variant fails both. The CLI
+may be stricter than the template (rules a template can't state well, e.g.
+weights vs GPU memory), never laxer.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helpers import base, cli, write
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "ray-llm"
+GOOD_FILES = sorted((REPO / "values").glob("*.yaml")) + sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+def _helm_ok(helm: Path, values: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(helm), "template", "x", str(CHART), "-f", str(values)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("values", GOOD_FILES, ids=lambda p: p.name)
+def test_good_values_pass_both(helm4, values):
+    code, out, err = cli("validate", "-f", str(values))
+    proc = _helm_ok(helm4, values)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert code == 0, out + err
+
+
+def _set(doc: dict, dotted: str, value) -> dict:
+    node = doc
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return doc
+
+
+# (id, mutation of tests/cli/helpers.BASE, a fragment both messages must carry)
+BROKEN = [
+    ("tier-missing", lambda v: _set(v, "models.qwen.tier", "nowhere"), "models.qwen.tier"),
+    ("tp-over-tier", lambda v: _set(v, "models.qwen.engine_kwargs.tensor_parallel_size", 2), "models.qwen"),
+    ("accelerator-mismatch", lambda v: _set(v, "models.qwen.accelerator_type", "A100"), "models.qwen.accelerator_type"),
+    ("app-missing", lambda v: _set(v, "models.qwen.app", "nope"), "models.qwen.app"),
+    ("inline-hf-token-env", lambda v: _set(v, "models.qwen.runtime_env", {"env_vars": {"HF_TOKEN": "abc123def456"}}),
+     "HF_TOKEN"),
+    ("inline-secret-tier-env", lambda v: _set(v, "tiers.small.env", [{"name": "API_KEY", "value": "abc123def456"}]),
+     "tiers.small.env"),
+    ("inline-secret-head-env", lambda v: _set(v, "head.env", [{"name": "DB_PASSWORD", "value": "hunter2hunter2"}]),
+     "head.env"),
+    ("image-ray-mismatch", lambda v: _set(_set(v, "rayVersion", "2.48.0"), "image.tag", "2.49.1-py311-cu128"),
+     "image.tag"),
+    ("removed-key", lambda v: _set(v, "rayService.serviceUnhealthySecondThreshold", 900),
+     "serviceUnhealthySecondThreshold"),
+    ("unknown-key", lambda v: _set(v, "tiers.small.gpuCount", 2), "gpuCount"),
+    ("wrong-type", lambda v: _set(v, "tiers.small.gpusPerWorker", "two"), "gpusPerWorker"),
+]
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=[c[0] for c in BROKEN])
+def test_broken_values_fail_both(helm4, tmp_path, case):
+    _name, mutate, fragment = case
+    values = write(tmp_path, mutate(copy.deepcopy(base())))
+    assert _helm_ok(helm4, write(tmp_path, base(), "good.yaml")).returncode == 0, "the base must be valid"
+    proc = _helm_ok(helm4, values)
+    code, out, err = cli("validate", "-f", str(values))
+    assert proc.returncode != 0, f"helm accepted {_name}"
+    assert code == 1, f"ray-llm validate accepted {_name}: {out}{err}"
+    assert fragment in proc.stderr, proc.stderr[-1500:]
+    assert fragment in out + err
+    # Neither echoes an inline secret.
+    for secret in ("abc123def456", "hunter2hunter2"):
+        assert secret not in proc.stderr and secret not in out + err
