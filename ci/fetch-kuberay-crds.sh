@@ -3,14 +3,18 @@
 # RayJob) for the offline strict CRD check (rayllm_cli.checks_crd).
 #
 #   ci/fetch-kuberay-crds.sh                  # -> <repo>/.tools/kuberay-crds/
-#   KUBERAY_VERSION=v1.4.2 DEST=/some/dir ci/fetch-kuberay-crds.sh
+#   KUBERAY_VERSION=v1.7.1 DEST=/some/dir ci/fetch-kuberay-crds.sh
 #
 # Then either leave them in .tools/kuberay-crds/ (found automatically) or
 # export RAYLLM_KUBERAY_CRDS=<dir>. Needs network access to GitHub
 # (raw.githubusercontent.com); the files are not vendored into the repo.
 set -euo pipefail
 
-KUBERAY_VERSION="${KUBERAY_VERSION:-v1.4.2}"
+# v1.7.x: the first releases after RayService gained spec.suspend (kuberay #4841,
+# merged mid-2026), which the nightly scale-down patches. The shared test CRDs
+# (KubeRay main, Aug 2026) have the field; its presence in the v1.7.1 tag was
+# not checked from here (no network).
+KUBERAY_VERSION="${KUBERAY_VERSION:-v1.7.1}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${DEST:-${RAYLLM_TOOLS_DIR:-$REPO_ROOT/.tools}/kuberay-crds}"
 BASE_URL="${KUBERAY_CRD_BASE_URL:-https://raw.githubusercontent.com/ray-project/kuberay/${KUBERAY_VERSION}/ray-operator/config/crd/bases}"

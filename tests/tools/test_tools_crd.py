@@ -289,7 +289,7 @@ def test_fetch_kuberay_crds_script(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in dest.iterdir()) == [
         "VERSION", "ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml", "ray.io_rayservices.yaml"]
-    assert "v1.4.2" in (dest / "VERSION").read_text()
+    assert "v1.7.1" in (dest / "VERSION").read_text()
     # A failed download leaves the previous copy alone and says what to do.
     (src / "ray.io_rayjobs.yaml").unlink()
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
