@@ -7,10 +7,13 @@ RAY_SPEC ?= ray[serve,llm]==2.60.0
 VLLM_SPEC ?= vllm==0.29.0
 # The CPU build of torch (installed first so nothing pulls a CUDA build).
 TORCH_SPEC ?= torch==2.13.0
+# checkov (tests/security/test_checkov.py) lives in a venv of its own: its pins clash with Ray's.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_SPEC ?= checkov==3.3.30
 KUBERAY_CRDS ?= $(abspath ../shared/kuberay-crds)
 VALUES ?= values/dev.yaml
 
-.PHONY: setup test render run schema docs pack-runtime lint plan bench
+.PHONY: setup test render run schema docs pack-runtime lint plan bench bench-chart
 
 setup: $(VENV)/.installed
 
@@ -22,6 +25,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# torchvision/torchaudio from PyPI do not import beside the CPU torch build.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio || true
 	$(PY) -m rayllm_cli.helm_tools fetch --all
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q "$(CHECKOV_SPEC)"
 	touch $@
 
 ## Run the tests (README's test command).
@@ -45,3 +50,10 @@ schema: setup
 	$(PY) -m rayllm_cli.main schema
 pack-runtime: setup
 	$(PY) -c "from rayllm_cli.runtime_pack import pack; pack()"
+
+## Benchmarks (benchmarks/README.md). bench-chart: validate and lint against helm template on
+## generated fleets, and rendered object sizes against the API server's limits; writes
+## benchmarks/results/chart.{json,md}. BENCH_ARGS="--sizes 10,100 --repeat 3" for a quick run.
+bench: bench-chart
+bench-chart: setup
+	RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(PY) benchmarks/bench_chart.py $(BENCH_ARGS)

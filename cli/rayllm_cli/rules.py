@@ -41,15 +41,30 @@ from .merge import Merged, format_path
 
 REPO = Path(__file__).resolve().parents[2]
 
-SECRETISH_NAME = re.compile(r"(?i)(token|secret|password|passwd|api_?key|access_?key|credential)")
+# Env var names that carry a secret: a whole "_"-separated word (so
+# TOKENIZERS_PARALLELISM passes) and not a pointer to one (HF_TOKEN_PATH,
+# API_KEY_FILE pass: the value comes from a mounted Secret). The chart's
+# _validate.tpl states the same two patterns; tests/cli/test_cli_agrees_with_helm.py
+# keeps them in step.
+SECRETISH_NAME = re.compile(r"(?i)(^|_)(token|secret|password|passwd|api_?key|access_?key|private_?key|credentials?)(_|$)")
+SECRET_POINTER_NAME = re.compile(r"(?i)_(path|file|dir|name)$")
+# Keys inside builder args / engine_kwargs whose inline string value is a secret.
+SECRETISH_KEY = re.compile(r"(?i)(token|secret|password|passwd|api_?keys?|access_?key|private_?key|credentials?)$")
 TOKEN_PATTERNS = [
     (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "a Hugging Face token"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"), "an OpenAI-style API key"),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), "a GitHub token"),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key id"),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+    (re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), "a GitHub token"),
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "a JSON Web Token"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
 ]
+
+
+def secretish_env_name(name: Any) -> bool:
+    text = str(name)
+    return bool(SECRETISH_NAME.search(text)) and not SECRET_POINTER_NAME.search(text)
+ANY_TOKEN = re.compile("|".join(f"(?:{p.pattern})" for p, _ in TOKEN_PATTERNS))
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 # Accelerators without bfloat16 support (compute capability < 8.0).
@@ -253,6 +268,20 @@ def _walk(value: Any, path: Tuple[Any, ...]) -> Iterator[Tuple[Tuple[Any, ...], 
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _walk(v, path + (i,))
+
+
+def _strings(value: Any) -> Iterator[Tuple[Tuple[Any, ...], str]]:
+    """(path, string) for every string value, depth-first in document order (an explicit stack:
+    no generator chain as deep as the values, which made every item cost O(depth))."""
+    stack: List[Tuple[Tuple[Any, ...], Any]] = [((), value)]
+    while stack:
+        path, val = stack.pop()
+        if isinstance(val, str):
+            yield path, val
+        elif isinstance(val, dict):
+            stack.extend(reversed([(path + (k,), v) for k, v in val.items()]))
+        elif isinstance(val, list):
+            stack.extend(reversed([(path + (i,), v) for i, v in enumerate(val)]))
 
 
 @rule("RL001", "models and custom apps name tiers and apps that exist and are enabled")
@@ -580,12 +609,23 @@ def _env_list(ctx: Context) -> Iterator[Tuple[Tuple[Any, ...], Any]]:
                 yield ("tiers", tname, "env", i), e
 
 
+def _keyed_values(path: Tuple[Any, ...], tree: Any) -> Iterator[Tuple[Tuple[Any, ...], Any, Any]]:
+    """(path, key, value) of every mapping entry under tree, depth first."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield path + (k,), k, v
+            yield from _keyed_values(path + (k,), v)
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from _keyed_values(path + (i,), v)
+
+
 @rule("RL009", "no secrets written inline in values")
 def rule_secrets(ctx: Context) -> Iterator[ValuesFinding]:
     flagged = set()
     for base, env in _runtime_envs(ctx):
         for k, v in _dict(env.get("env_vars")).items():
-            if SECRETISH_NAME.search(str(k)) and v not in (None, ""):
+            if secretish_env_name(k) and v not in (None, ""):
                 path = base + ("env_vars", k)
                 flagged.add(path)
                 yield ctx.finding("RL009", ERROR, path, f"env var {k} carries an inline secret value", mask(v),
@@ -593,12 +633,25 @@ def rule_secrets(ctx: Context) -> Iterator[ValuesFinding]:
                                   "remove it; use huggingFaceToken.secretName, secretMounts, or tier/head env "
                                   "with valueFrom.secretKeyRef")
     for path, e in _env_list(ctx):
-        if isinstance(e, dict) and "value" in e and SECRETISH_NAME.search(str(e.get("name", ""))) and e["value"] not in (None, ""):
+        if isinstance(e, dict) and "value" in e and secretish_env_name(e.get("name", "")) and e["value"] not in (None, ""):
             flagged.add(path + ("value",))
             yield ctx.finding("RL009", ERROR, path + ("value",), f"env var {e.get('name')} has an inline value",
                               mask(e["value"]), "valueFrom.secretKeyRef", "reference a Secret instead of `value:`")
-    for path, val in _walk(ctx.values, ()):
-        if not isinstance(val, str) or path in flagged:
+    # What the chart copies verbatim into serveConfigV2 / the model files: a
+    # secret-named key with an inline string (or list of strings) is a leak.
+    copied = [(("models", n, "engine_kwargs"), m.get("engine_kwargs")) for n, m in ctx.models().items()]
+    copied += [(("customApps", n, "args"), a.get("args")) for n, a in ctx.custom_apps().items()]
+    for base_path, tree in copied:
+        for path, key, val in _keyed_values(base_path, tree):
+            inline = (isinstance(val, str) and val != "") or (isinstance(val, list) and val and isinstance(val[0], str))
+            if inline and SECRETISH_KEY.search(str(key)):
+                flagged.add(path)
+                yield ctx.finding("RL009", ERROR, path, f"key {key!r} holds an inline secret", mask(val),
+                                  "secrets only through a Kubernetes Secret",
+                                  "mount the Secret with secretMounts and pass its path (e.g. auth.api_keys_path), "
+                                  "or use huggingFaceToken.secretName for the Hugging Face token")
+    for path, val in _strings(ctx.values):
+        if path in flagged or not ANY_TOKEN.search(val):  # one scan per string; which pattern only on a hit
             continue
         for pattern, what in TOKEN_PATTERNS:
             if pattern.search(val):

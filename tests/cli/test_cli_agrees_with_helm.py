@@ -60,11 +60,37 @@ BROKEN = [
      "head.env"),
     ("image-ray-mismatch", lambda v: _set(_set(v, "rayVersion", "2.48.0"), "image.tag", "2.49.1-py311-cu128"),
      "image.tag"),
+    ("jwt-in-args", lambda v: _set(v, "models.qwen.engine_kwargs.hf_overrides",
+                                   {"note": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijklmnop"}),
+     "JSON Web Token"),
+    ("asia-key", lambda v: _set(v, "head.env", [{"name": "X", "value": "ASIAABCDEFGHIJKLMNOP"}]), "AWS access key"),
+    ("secret-key-in-engine-kwargs", lambda v: _set(v, "models.qwen.engine_kwargs.hf_token", "abc123def456"),
+     "hf_token"),
     ("removed-key", lambda v: _set(v, "rayService.serviceUnhealthySecondThreshold", 900),
      "serviceUnhealthySecondThreshold"),
     ("unknown-key", lambda v: _set(v, "tiers.small.gpuCount", 2), "gpuCount"),
     ("wrong-type", lambda v: _set(v, "tiers.small.gpusPerWorker", "two"), "gpusPerWorker"),
 ]
+
+
+# Names that look secret-ish but are not secrets: both must accept them.
+HARMLESS = [
+    ("tokenizers-parallelism", lambda v: _set(v, "tiers.small.env", [{"name": "TOKENIZERS_PARALLELISM", "value": "false"}])),
+    ("token-path", lambda v: _set(v, "models.qwen.runtime_env", {"env_vars": {"HF_TOKEN_PATH": "/var/run/hf/token"}})),
+    ("empty-token-env", lambda v: _set(v, "head.env", [{"name": "HF_TOKEN", "value": ""}])),
+    ("tokenizer-mode", lambda v: _set(v, "models.qwen.engine_kwargs.tokenizer_mode", "auto")),
+    ("max-tokens-key", lambda v: _set(v, "models.qwen.engine_kwargs.max_num_batched_tokens", 8192)),
+]
+
+
+@pytest.mark.parametrize("case", HARMLESS, ids=[c[0] for c in HARMLESS])
+def test_harmless_lookalikes_pass_both(helm4, tmp_path, case):
+    _name, mutate = case
+    values = write(tmp_path, mutate(copy.deepcopy(base())))
+    proc = _helm_ok(helm4, values)
+    code, out, err = cli("validate", "-f", str(values))
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert code == 0, out + err
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[c[0] for c in BROKEN])
