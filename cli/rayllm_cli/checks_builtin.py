@@ -49,6 +49,7 @@ __all__ = [
     "ENV_K8S_VERSION",
     "ETCD_REQUEST_LIMIT",
     "LAST_APPLIED_LIMIT",
+    "DATA_SIZE_LIMIT",
     "BuiltinResult",
     "validate_builtin",
     "object_size_findings",
@@ -63,6 +64,7 @@ DEFAULT_K8S_VERSION = "1.30"
 
 ETCD_REQUEST_LIMIT = 1_572_864  # etcd --max-request-bytes default (1.5 MiB)
 LAST_APPLIED_LIMIT = 262_144  # 256 KiB: total annotation size the API server accepts
+DATA_SIZE_LIMIT = 1_048_576  # 1 MiB: ConfigMap/Secret data the API server accepts (core.MaxSecretSize)
 
 BACKEND_KUBECONFORM = "kubeconform"
 BACKEND_KV = "kubernetes-validate"
@@ -305,10 +307,39 @@ def validate_builtin(objs: Iterable[Any], *, kubernetes_version: str | None = No
     return result
 
 
+def data_size(obj: Any) -> int | None:
+    """Bytes the API server counts against a ConfigMap's or Secret's 1 MiB data
+    limit (``ValidateConfigMap`` / ``ValidateSecret``): the UTF-8 length of every
+    ``data`` (and Secret ``stringData``) value plus the decoded length of every
+    ``binaryData`` value (Secret ``data`` is base64 too). None for other kinds."""
+    import base64
+    import binascii
+
+    if not isinstance(obj, dict) or obj.get("apiVersion") != "v1" or obj.get("kind") not in ("ConfigMap", "Secret"):
+        return None
+
+    def decoded(value: Any) -> int:
+        try:
+            return len(base64.b64decode(str(value), validate=False))
+        except (binascii.Error, ValueError):
+            return len(str(value).encode())
+
+    def values(key: str) -> list:
+        section = obj.get(key)
+        return list(section.values()) if isinstance(section, dict) else []
+
+    if obj["kind"] == "ConfigMap":
+        return (sum(len(str(v).encode()) for v in values("data"))
+                + sum(decoded(v) for v in values("binaryData")))
+    return sum(decoded(v) for v in values("data")) + sum(len(str(v).encode()) for v in values("stringData"))
+
+
 def object_size_findings(obj: Any) -> list[Finding]:
     """Size limits that bite large rendered objects (e.g. a RayService whose
     serveConfigV2 embeds many models, or a ConfigMap with a big chat template):
 
+    * error when a ConfigMap's (or Secret's) data exceeds 1 MiB
+      (:func:`data_size`): the API server's validation rejects it;
     * error when the compact JSON exceeds etcd's default request limit
       (1,572,864 bytes): the API server can't store it;
     * warning when it exceeds 262,144 bytes: ``kubectl apply`` (client-side)
@@ -321,6 +352,12 @@ def object_size_findings(obj: Any) -> list[Finding]:
     ref, src = object_ref(obj), source_of(obj)
     size = len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode())
     out: list[Finding] = []
+    data = data_size(obj)
+    if data is not None and data > DATA_SIZE_LIMIT:
+        out.append(Finding("data", f"{obj.get('kind')} data totals {data:,} bytes; the API server "
+                           f"rejects more than {DATA_SIZE_LIMIT:,} bytes (1 MiB, summed over the "
+                           "values of data and binaryData): split it (e.g. move models into "
+                           "more families, one ConfigMap each)", ERROR, "size", ref, src))
     if size > ETCD_REQUEST_LIMIT:
         out.append(Finding("", f"object is {size:,} bytes as JSON; etcd's request limit is "
                            f"{ETCD_REQUEST_LIMIT:,} bytes (1.5 MiB): the API server will reject "

@@ -236,8 +236,62 @@ _TOP_METADATA = {
 }
 
 
+ENV_CACHE_DIR = "RAYLLM_CACHE_DIR"
+
+
+def _schema_cache_file(kind: str, version: str) -> Path | None:
+    """Where the strict schema built from the CRD file's current bytes is cached, or
+    None when caching is off (``$RAYLLM_CACHE_DIR`` = ``off``) or impossible.
+
+    Parsing the ~1 MB CRD YAML costs more than everything else ``ray-llm lint``
+    does on a small release; the key is a hash of the CRD bytes and of this module
+    (the transform), so an edited CRD or a new transform never reads a stale entry.
+    """
+    import hashlib
+    import sys
+
+    env = os.environ.get(ENV_CACHE_DIR, "")
+    if env.lower() in ("0", "off", "false", "no"):
+        return None
+    try:
+        crd_bytes = locate_kuberay_crds(kind).read_bytes()
+        digest = hashlib.sha256(crd_bytes)
+        digest.update(Path(__file__).read_bytes())
+    except OSError:
+        return None
+    digest.update(f"\0{kind}\0{version}\0{sys.version_info[:2]}".encode())
+    base = (Path(env).expanduser() if env else
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm")
+    return base / "crd-schemas" / f"{kind.lower()}-{version}-{digest.hexdigest()[:32]}.json"
+
+
 def strict_schema(kind: str = "RayService", version: str = "v1") -> dict:
-    """The strict Draft-07 schema for ``ray.io/<version>`` ``kind``."""
+    """The strict Draft-07 schema for ``ray.io/<version>`` ``kind`` (cached on disk,
+    see :func:`_schema_cache_file`)."""
+    import json
+
+    cache = _schema_cache_file(kind, version)
+    if cache is not None:
+        try:
+            return json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+    schema = _build_strict_schema(kind, version)
+    if cache is not None:
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(schema, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, cache)
+        except (OSError, TypeError, ValueError):  # unwritable, or not JSON data: no cache
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+    return schema
+
+
+def _build_strict_schema(kind: str, version: str) -> dict:
     _, crd = load_crd(kind)
     schema = _strictify(copy.deepcopy(_version_schema(crd, version)))
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"

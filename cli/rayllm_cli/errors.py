@@ -21,6 +21,37 @@ WARNING = "warning"
 NOTICE = "notice"
 
 
+MAX_MESSAGE_CHARS = 2000
+MAX_VALUE_CHARS = 500
+
+
+def bounded(value: Any) -> Any:
+    """``value`` itself when small; else a short text of its start (and how big it was)."""
+    if isinstance(value, str):
+        if len(value) <= MAX_VALUE_CHARS:
+            return value
+        return value[:MAX_VALUE_CHARS] + f"... ({len(value):,} characters)"
+    if isinstance(value, (dict, list, tuple)):
+        import itertools
+        import json
+
+        if len(value) <= 20:
+            try:
+                text = json.dumps(value, default=str)
+            except (ValueError, RecursionError):
+                text = None
+            if text is not None and len(text) <= MAX_VALUE_CHARS:
+                return value
+        head = dict(itertools.islice(value.items(), 5)) if isinstance(value, dict) else list(value[:5])
+        try:
+            text = json.dumps(head, default=str)
+        except (ValueError, RecursionError):
+            text = repr(type(value).__name__)
+        kind = "keys" if isinstance(value, dict) else "items"
+        return f"{text[:MAX_VALUE_CHARS]}... ({len(value):,} {kind})"
+    return value
+
+
 @dataclass
 class ValuesFinding:
     """One problem in the merged values (or in what they render to).
@@ -39,6 +70,14 @@ class ValuesFinding:
     expected: str = ""
     fix: str = ""
     origin: str = ""
+
+    def __post_init__(self) -> None:
+        # a finding is read by a person: a 500,000-item list or a 4 MiB string in it helps nobody
+        # and makes the output (and the JSON encoder) as big as the input
+        self.value = bounded(self.value)
+        if isinstance(self.message, str) and len(self.message) > MAX_MESSAGE_CHARS:
+            cut = len(self.message) - MAX_MESSAGE_CHARS
+            self.message = self.message[:MAX_MESSAGE_CHARS] + f"... ({cut:,} more characters)"
 
     @property
     def is_error(self) -> bool:

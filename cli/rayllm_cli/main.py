@@ -297,6 +297,9 @@ def rules(output: str = OutputOpt) -> None:
 
 def entrypoint(argv: Optional[List[str]] = None) -> None:
     """Console script: run the app; turn every failure into a message and an exit code."""
+    for stream in (sys.stdout, sys.stderr):  # an odd file name or value must not kill the output
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(run(argv))
 
 

@@ -9,7 +9,8 @@ Public API (re-exported from the checks_* modules):
 * ``crd_validator(kind, version="v1")``: the cached strict Draft-07 validator.
 * ``validate_builtin(objs) -> BuiltinResult``: built-in kinds via kubeconform or
   kubernetes-validate (``.backend`` says which ran).
-* ``object_size_findings(obj) -> list[Finding]``: etcd / last-applied limits.
+* ``object_size_findings(obj) -> list[Finding]``: ConfigMap data / etcd /
+  last-applied limits (``data_size(obj)``: bytes counted against the 1 MiB data limit).
 * ``check_rendered(text_or_objs) -> Report``: all of the above.
 
 CLI::
@@ -18,7 +19,9 @@ CLI::
     python -m rayllm_cli.manifest_checks rendered.yaml [--k8s-version 1.30] [--json]
 
 Environment: RAYLLM_KUBERAY_CRDS (CRD directory), RAYLLM_K8S_VERSION,
-RAYLLM_BUILTIN_BACKEND, RAYLLM_KUBECONFORM_SCHEMA_LOCATION, RAYLLM_TOOLS_DIR.
+RAYLLM_BUILTIN_BACKEND, RAYLLM_KUBECONFORM_SCHEMA_LOCATION, RAYLLM_TOOLS_DIR,
+RAYLLM_CACHE_DIR (where the strict CRD schema is cached, default
+~/.cache/ray-llm; ``off`` disables it).
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from .checks_builtin import (
+    DATA_SIZE_LIMIT,
     DEFAULT_K8S_VERSION,
     ETCD_REQUEST_LIMIT,
     LAST_APPLIED_LIMIT,
     BuiltinResult,
+    data_size,
     object_size_findings,
     validate_builtin,
 )
@@ -64,7 +69,8 @@ __all__ = [
     "Report", "split_manifests", "validate_manifest", "crd_validator", "strict_schema",
     "locate_kuberay_crds", "validate_builtin", "object_size_findings",
     "metadata_findings", "duplicate_key_findings", "format_path", "check_rendered",
-    "DEFAULT_K8S_VERSION", "ETCD_REQUEST_LIMIT", "LAST_APPLIED_LIMIT", "ENV_KUBERAY_CRDS",
+    "DEFAULT_K8S_VERSION", "ETCD_REQUEST_LIMIT", "LAST_APPLIED_LIMIT", "DATA_SIZE_LIMIT",
+    "data_size", "ENV_KUBERAY_CRDS",
     "ERROR", "WARNING", "NOTICE",
 ]
 

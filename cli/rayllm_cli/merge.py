@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import copy
 import datetime
+import gc
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .errors import ERROR, RayLLMError, UsageError, ValuesFinding
+from . import yaml_helm
+from .errors import ERROR, WARNING, RayLLMError, UsageError, ValuesFinding
 
 PathT = Tuple[Union[str, int], ...]
 
@@ -57,84 +61,352 @@ class Source:
     origins: Dict[PathT, Tuple[str, str]] = field(default_factory=dict)  # path -> (origin, kind)
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+class _Loader(yaml_helm.HelmScalarsMixin, yaml.SafeLoader):
+    """The reference parser: Helm's plain scalars (yaml_helm) and the depth/size limits."""
+
+
+yaml_helm.install(_Loader)
+# libyaml's parser builds the same node tree (same marks) ~10x faster; same mixin, same rules.
+_FastLoader = (yaml_helm.install(type("_FastLoader", (yaml_helm.HelmScalarsMixin, yaml.CSafeLoader), {}))
+               if hasattr(yaml, "CSafeLoader") else None)
+
+
+def _fast_loader() -> Any:
+    """libyaml's parser builds the same node tree (same marks) ~10x faster than the
+    pure-Python one; None when PyYAML lacks it or ``_Loader`` carries a customisation
+    (constructor, resolver, override) that ``_FastLoader`` lacks: it must not be bypassed."""
+    if _FastLoader is None or any(vars(_FastLoader).get(k) != v for k, v in vars(_Loader).items()
+                                  if not k.startswith("__")):
+        return None
+    return _FastLoader
 
 
 def _key_str(value: Any) -> str:
     # sigs.k8s.io/yaml turns non-string keys into their JSON-ish text
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    return str(value)
+    return yaml_helm.helm_key(value)
 
 
-def load_yaml_tracked(text: str, name: str) -> Tuple[Any, Dict[PathT, Tuple[str, str]], List[ValuesFinding]]:
+class YAMLInputRejected(RayLLMError):
+    """Input refused for a reason that re-parsing cannot change (a limit, multiple documents)."""
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, name: str) -> RayLLMError:
+    """One clear finding for a document that cannot be read (syntax, limits, several documents)."""
+    if isinstance(exc, yaml_helm.YAMLLimitError):
+        line = exc.line or (yaml_helm.depth_line(text) if exc.kind == "depth" else None)
+        where = f"{name}:{line}" if line else name
+        expected, fix = {
+            "depth": (f"at most {yaml_helm.MAX_DEPTH} levels of nesting (this chart reads ~12)",
+                      "flatten the values; deeper structures are generated garbage, not chart values"),
+            "nodes": (f"at most {yaml_helm.MAX_NODES:,} values in one file",
+                      "split the values over several -f files or remove generated bulk"),
+            "aliases": ("aliases that expand modestly (Helm refuses this file too: "
+                        "'document contains excessive aliasing')",
+                        "write the repeated values out, or alias fewer nested copies"),
+            "recursive-alias": ("an alias that points to an earlier, complete value (Helm: "
+                                "'anchor value contains itself')", "point the alias at another anchor"),
+        }[exc.kind]
+        return YAMLInputRejected(
+            message=f"{where}: {exc.message}", expected=expected, fix=fix,
+            findings=[ValuesFinding("yaml", ERROR, "", exc.message, expected=expected, fix=fix, origin=where)])
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        where = f"{name}:{line}"
+        message = (f"a control character U+{exc.character:04X} at line {line}, column {column}: YAML (and Helm) "
+                   "allow only printable characters, tab and newlines in a file")
+        expected = "printable text"
+        fix = f"delete the character at line {line}, column {column} (or write it as an escape in a double-quoted string)"
+        return RayLLMError(message=f"{where}: {message}", expected=expected, fix=fix,
+                           findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                                                   origin=where)])
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.composer.ComposerError) and "another document" in str(problem):
+        where = f"{name}:{mark.line + 1}" if mark else name
+        message = ("several YAML documents ('---') in one values file: Helm 3 reads only the first and "
+                   "Helm 4 merges them, so the values depend on the Helm version")
+        expected = "one YAML document per values file"
+        fix = "join them into one document or pass each with its own -f"
+        return YAMLInputRejected(message=f"{where}: {message}", expected=expected, fix=fix,
+                                 findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                                                         origin=where)])
+    if mark is not None:
+        where = f"{name}:{mark.line + 1}"
+        lines = text.splitlines()
+        bad_line = lines[mark.line] if mark.line < len(lines) else ""
+        col = mark.column
+        if "\t" in bad_line[:col + 1] or "tab" in str(problem):
+            tab_col = bad_line.find("\t") + 1 if "\t" in bad_line else col + 1
+            message = f"a tab character at line {mark.line + 1}, column {tab_col}: YAML indents with spaces only"
+            expected, fix = "spaces for indentation", f"replace the tab(s) on line {mark.line + 1} with spaces"
+        else:
+            context = getattr(exc, "context", None)
+            message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+            expected, fix = "valid YAML", f"fix the YAML at {where}"
+        return RayLLMError(message=f"{where}: {message}", expected=expected, fix=fix,
+                           findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                                                   origin=where)])
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return RayLLMError(
+        message=f"cannot read {name} as YAML: {first}", expected="a UTF-8 YAML file", fix="pass a values YAML file",
+        findings=[ValuesFinding("yaml", ERROR, "", f"not YAML: {first}", expected="a UTF-8 YAML file",
+                                fix="pass a values YAML file", origin=name)])
+
+
+def _single_meaningful_document(text: str, loader_cls: Any, exc: Exception) -> Tuple[bool, Any]:
+    """A stream where only the first document may have content (``a: 1`` then an empty ``---``):
+    (True, that first node). Anything else (two documents with content): (False, None), the caller
+    reports several documents."""
+    if "another document" not in str(getattr(exc, "problem", "")):
+        return False, None
+    loader = loader_cls(text)
+    try:
+        docs = []
+        while loader.check_node():
+            docs.append(loader.get_node())
+    except yaml.YAMLError:
+        return False, None
+    finally:
+        loader.dispose()
+    if docs and all(d is None or (isinstance(d, yaml.ScalarNode) and d.value == "" and d.tag == yaml_helm.PLAIN_TAG)
+                    for d in docs[1:]):
+        return True, docs[0]
+    return False, None
+
+
+_CORE_TAGS = {
+    "tag:yaml.org,2002:bool": "bool", "tag:yaml.org,2002:int": "int",
+    "tag:yaml.org,2002:float": "float", "tag:yaml.org,2002:null": "null",
+}
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+class _TrackedWalk:
+    """Node tree -> plain values + ``origins`` + findings, the way Helm reads each value.
+
+    Every node is judged once (aliases repeat nodes; their findings are not repeated).
+    """
+
+    def __init__(self, loader: Any, name: str, text: str, origins: Dict[PathT, Tuple[str, str]],
+                 problems: List[ValuesFinding]) -> None:
+        self.loader = loader
+        self.name = name
+        self.origins = origins
+        self.problems = problems
+        self.judged: set = set()
+        self.merged_prefix: Dict[int, int] = {}
+        self.check_surrogates = "\\u" in text or "\\U" in text
+
+    def run(self, node: Any) -> Any:
+        if node is None:
+            return {}
+        return self.walk(node, (), node.start_mark.line + 1)
+
+    def problem(self, node: Any, kind: str, path: PathT, line: int, message: str, value: Any = None,
+                expected: str = "", fix: str = "", severity: str = ERROR) -> None:
+        if (id(node), kind) in self.judged:
+            return
+        self.judged.add((id(node), kind))
+        self.problems.append(ValuesFinding("yaml", severity, format_path(path), message, value, expected, fix,
+                                           f"{self.name}:{line}"))
+
+    # ---- scalars
+    def scalar(self, n: yaml.ScalarNode, path: PathT, line: int, is_key: bool = False) -> Any:
+        tag = n.tag
+        if tag == yaml_helm.PLAIN_TAG:
+            value = yaml_helm.helm_plain_value(n.value)
+            if n.value in yaml_helm.YAML11_BOOLS and not is_key:
+                self.problem(n, "yaml11", path, line,
+                             f"unquoted `{n.value}` is the boolean {str(value).lower()} for Helm (YAML 1.1), "
+                             f"while YAML 1.2 tools and readers take it for the word {n.value!r}",
+                             n.value, f"`{str(value).lower()}` for a boolean, or '{n.value}' in quotes for a string",
+                             f"write {str(value).lower()}, or quote it ('{n.value}') if you meant the text",
+                             severity=WARNING)
+        elif tag in _CORE_TAGS:
+            value = yaml_helm.helm_plain_value(n.value) if n.value else None
+            want = _CORE_TAGS[tag]
+            ok = {"bool": isinstance(value, bool),
+                  "int": isinstance(value, int) and not isinstance(value, bool),
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                  "null": value is None}[want]
+            if not ok:
+                self.problem(n, "tag", path, line, f"`!!{want} {n.value}`: Helm cannot read {n.value!r} as a {want} "
+                             f"and refuses the file", n.value, f"a {want} after !!{want}",
+                             f"fix the value or drop the !!{want} tag")
+                return n.value
+            if want == "float":
+                value = float(value)
+        elif tag in type(self.loader).yaml_constructors and tag is not None:
+            try:
+                value = self.loader.construct_object(n, deep=True)
+            except Exception as exc:  # noqa: BLE001 - !!binary garbage, !!timestamp nonsense, ...
+                short = tag.rsplit(":", 1)[-1]
+                self.problem(n, "tag", path, line, f"`!!{short}` value cannot be read: {str(exc).splitlines()[0]}",
+                             n.value, f"a valid !!{short} value", f"fix the value or drop the !!{short} tag")
+                return n.value
+        else:
+            if not is_key:
+                self.problem(n, "unknown-tag", path, line,
+                             f"the tag {tag.replace('tag:yaml.org,2002:', '!!')} means nothing to Helm: it reads "
+                             f"the value as the string {n.value!r}",
+                             n.value, "no tag (or a standard one: !!str, !!int, !!float, !!bool)",
+                             "remove the tag", severity=WARNING)
+            return n.value
+        if isinstance(value, (datetime.date, datetime.datetime)):
+            value = n.value  # Helm keeps timestamps as strings
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")  # Helm decodes !!binary into a string
+        if is_key:  # keys become strings (1e400 -> "+Inf", .nan -> "NaN"): no float round trip to lose
+            pass
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.problem(n, "nan", path, line,
+                         f"{n.value!r} is {'not a number' if math.isnan(value) else 'infinite'}: Helm fails on it "
+                         "('json: unsupported value')", n.value, "a finite number",
+                         "use a finite number, or quote it if it is text")
+            return n.value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > yaml_helm.EXACT_INT_LIMIT:
+            self.problem(n, "big", path, line,
+                         f"{n.value} is beyond 2^53: Helm keeps numbers as 64-bit floats, so it becomes "
+                         f"{float(value)!r} and templates print it in exponent form", n.value,
+                         f"a number within +/-{yaml_helm.EXACT_INT_LIMIT:,} (2^53)",
+                         "use a smaller number, or quote it if it is an id or text")
+        if isinstance(value, str) and self.check_surrogates and _SURROGATE.search(value):
+            self.problem(n, "surrogate", path, line,
+                         "a \\uD800-\\uDFFF escape (half of a UTF-16 surrogate pair) is not a character: Helm "
+                         "refuses the file ('invalid Unicode character escape code')",
+                         value.encode("utf-8", "backslashreplace").decode("utf-8"),
+                         "a whole character (write \\U0001F600, not \\uD83D\\uDE00)",
+                         "fix the escape, or write the character itself")
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+
+    # ---- collections
+    def walk(self, n: Any, path: PathT, line: int) -> Any:
+        if isinstance(n, yaml.MappingNode):
+            return self.mapping(n, path, line)
+        self.origins[path] = (f"{self.name}:{line}", OTHER)
+        if isinstance(n, yaml.SequenceNode):
+            return [self.walk(item, path + (i,), item.start_mark.line + 1) for i, item in enumerate(n.value)]
+        return self.scalar(n, path, line)
+
+    def mapping(self, n: yaml.MappingNode, path: PathT, line: int) -> Dict[str, Any]:
+        prefix = self.merged_prefix.get(id(n))
+        if prefix is None:
+            own = sum(1 for k, _ in n.value if k.tag != yaml_helm.MERGE_TAG)
+            try:
+                self.loader.flatten_mapping(n)
+            except yaml.constructor.ConstructorError as exc:
+                mark = exc.problem_mark or n.start_mark
+                self.problem(n, "merge", path, mark.line + 1,
+                             "`<<` (merge key) takes an alias to a mapping or a list of them; Helm refuses "
+                             "this file ('map merge requires map or sequence of maps')", None,
+                             "<<: *anchor or <<: [*a, *b]", "point << at mapping anchors or remove it")
+                n.value = [(k, v) for k, v in n.value if k.tag != yaml_helm.MERGE_TAG]
+            prefix = self.merged_prefix[id(n)] = len(n.value) - own
+        self.origins[path] = (f"{self.name}:{line}", MAP)
+        out: Dict[str, Any] = {}
+        first: Dict[str, Tuple[int, str]] = {}
+        for i, (k_node, v_node) in enumerate(n.value):
+            kline = k_node.start_mark.line + 1
+            if not isinstance(k_node, yaml.ScalarNode):
+                kind = "list" if isinstance(k_node, yaml.SequenceNode) else "map"
+                self.problem(k_node, "key", path, kline,
+                             f"a {kind} used as a key ('? ' complex key): Helm refuses the file ('invalid map key')",
+                             None, "a string key", "use a plain string key")
+                continue
+            raw = self.scalar(k_node, path, kline, is_key=True)
+            if raw is None:
+                self.problem(k_node, "key", path, kline,
+                             f"a null key ({k_node.value or 'empty'!s}): Helm refuses the file "
+                             "('unsupported map key')", k_node.value, "a string key", "quote the key or remove it")
+                continue
+            if isinstance(raw, int) and not isinstance(raw, bool) and raw > yaml_helm.INT64_MAX:
+                self.problem(k_node, "key", path, kline,
+                             f"the unquoted key `{k_node.value}` is an unsigned 64-bit number: Helm refuses the file "
+                             "('unsupported map key of type: uint64')", k_node.value, "a string key",
+                             f"quote the key: \"{k_node.value}\":")
+                continue
+            key = _key_str(raw)
+            kpath = path + (key,)
+            if k_node.tag == yaml_helm.PLAIN_TAG and k_node.value in yaml_helm.YAML11_BOOLS:
+                self.problem(k_node, "yaml11-key", kpath, kline,
+                             f"the unquoted key `{k_node.value}` is the boolean {key} for Helm (YAML 1.1), so this "
+                             f"entry is named {key!r}, not {k_node.value!r}", k_node.value,
+                             f"a quoted key: \"{k_node.value}\":", f"quote the key: \"{k_node.value}\":")
+            elif k_node.tag == yaml_helm.PLAIN_TAG and key != k_node.value and not isinstance(raw, str):
+                self.problem(k_node, "key-text", kpath, kline,
+                             f"the unquoted key `{k_node.value}` is a {type(raw).__name__} for Helm and becomes the "
+                             f"key {key!r}", k_node.value, f"a quoted key: \"{k_node.value}\":",
+                             f"quote the key (\"{k_node.value}\":) if you meant that text", severity=WARNING)
+            if i >= prefix:  # keys merged in by << may be overridden; the mapping's own keys may not repeat
+                if key in first:
+                    fline, ftext = first[key]
+                    same = "" if ftext == k_node.value else f" (`{ftext}` and `{k_node.value}` both become {key!r})"
+                    self.problem(k_node, "dup", kpath, kline,
+                                 f"duplicate key {key!r}{same}: set on line {fline} and again on line {kline}; Helm "
+                                 f"silently keeps only the last one (line {kline}), dropping line {fline} entirely",
+                                 None, "each key once per mapping",
+                                 f"delete one of the two, or merge line {fline}'s settings into line {kline}'s")
+                first[key] = (kline, k_node.value)
+            out[key] = self.walk(v_node, kpath, kline)
+        return out
+
+
+def load_yaml_tracked(text: str, name: str,
+                      _loader: Any = None) -> Tuple[Any, Dict[PathT, Tuple[str, str]], List[ValuesFinding]]:
     """Parse one YAML document; return (data, origins, problems). Raises RayLLMError on syntax errors."""
-    loader = _Loader(text)
+    if _loader is None:
+        fast = _fast_loader()
+        if fast is not None:
+            try:
+                return load_yaml_tracked(text, name, fast)
+            except YAMLInputRejected:
+                raise  # a limit or several documents: the reference parser would only say the same, slower
+            except Exception:  # noqa: BLE001 - bad input: the pure-Python parser's result and messages are the reference
+                pass
+        _loader = _Loader
+    try:
+        loader = _loader(text)  # the pure-Python reader checks every character here
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text, name) from None
     problems: List[ValuesFinding] = []
     origins: Dict[PathT, Tuple[str, str]] = {}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the node tree is acyclic; collecting while it grows makes big files quadratic
     try:
         try:
             node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = f"{name}:{mark.line + 1}" if mark else name
-            raise RayLLMError(
-                message=f"YAML syntax error: {exc.problem or exc}" + (f" ({exc.context})" if exc.context else ""),
-                path="", expected="a valid YAML mapping", fix=f"fix the YAML at {where}",
-                findings=[ValuesFinding("yaml", ERROR, "", f"YAML syntax error: {exc.problem or exc}",
-                                        expected="valid YAML", fix="fix the syntax", origin=where)],
-            ) from None
+        except yaml.composer.ComposerError as exc:
+            lenient, node = _single_meaningful_document(text, _loader, exc)
+            if not lenient:
+                raise _yaml_error(exc, text, name) from None
         except yaml.YAMLError as exc:
-            raise RayLLMError(
-                message=f"cannot read {name} as YAML: {str(exc).splitlines()[0]}",
-                expected="a UTF-8 YAML file", fix="pass a values YAML file",
-                findings=[ValuesFinding("yaml", ERROR, "", f"not YAML: {str(exc).splitlines()[0]}",
-                                        expected="a UTF-8 YAML file", fix="pass a values YAML file", origin=name)],
-            ) from None
-
-        def walk(n: yaml.Node, path: PathT, line: int) -> Any:
-            if isinstance(n, yaml.MappingNode):
-                loader.flatten_mapping(n)
-                origins[path] = (f"{name}:{line}", MAP)
-                out: Dict[str, Any] = {}
-                for k_node, v_node in n.value:
-                    key = _key_str(loader.construct_object(k_node, deep=True))
-                    if key in out:
-                        problems.append(ValuesFinding(
-                            "yaml", ERROR, format_path(path + (key,)), f"duplicate key {key!r}",
-                            expected="each key once (Helm rejects duplicate keys)",
-                            fix="remove one of them", origin=f"{name}:{k_node.start_mark.line + 1}"))
-                    out[key] = walk(v_node, path + (key,), k_node.start_mark.line + 1)
-                return out
-            origins[path] = (f"{name}:{line}", OTHER)
-            if isinstance(n, yaml.SequenceNode):
-                return [walk(item, path + (i,), item.start_mark.line + 1) for i, item in enumerate(n.value)]
-            value = loader.construct_object(n, deep=True)
-            if isinstance(value, (datetime.date, datetime.datetime)):
-                value = n.value  # Helm keeps timestamps as strings
-            elif isinstance(value, bytes):
-                value = n.value
-            return value
-
-        if node is None:
-            return {}, origins, problems
-        data = walk(node, (), node.start_mark.line + 1)
+            raise _yaml_error(exc, text, name) from None
+        except RecursionError:  # the pure-Python composer on nesting past the interpreter's stack
+            raise _yaml_error(yaml_helm.YAMLLimitError(
+                "depth", f"the values nest more than {yaml_helm.MAX_DEPTH} levels deep"), text, name) from None
+        if node is not None and "*" in text:
+            try:
+                yaml_helm.check_aliases(node)
+            except yaml_helm.YAMLLimitError as exc:
+                raise _yaml_error(exc, text, name) from None
+        data = _TrackedWalk(loader, name, text, origins, problems).run(node)
     finally:
         loader.dispose()
+        if gc_was_enabled:
+            gc.enable()
     return data, origins, problems
 
 
 def load_values_file(path: Path) -> Tuple[Source, List[ValuesFinding]]:
     """Read one values file. Missing/unreadable file -> UsageError (exit 2); bad content -> RayLLMError (exit 1)."""
     name = str(path)
+    limit = yaml_helm.max_values_file_bytes()
+    size: Optional[int] = None
     if str(path) == "-":
         import sys
-        raw = sys.stdin.buffer.read()
+        raw = sys.stdin.buffer.read(limit + 1)  # never more than the limit in memory
         name = "<stdin>"
     else:
         if not path.exists():
@@ -142,17 +414,35 @@ def load_values_file(path: Path) -> Tuple[Source, List[ValuesFinding]]:
         if path.is_dir():
             raise UsageError(f"values file {name} is a directory", fix="pass a YAML file to -f")
         try:
-            raw = path.read_bytes()
+            size = path.stat().st_size
+            if size > limit:
+                raw = b""
+            else:
+                with path.open("rb") as fh:  # a FIFO or /dev/zero has no size: read one byte past the limit
+                    raw = fh.read(limit + 1)
         except OSError as exc:
             raise UsageError(f"cannot read {name}: {exc.strerror}", fix="check the file's permissions")
+    if (size or 0) > limit or len(raw) > limit:
+        shown = f"{size / 1048576:.1f} MiB" if size and size > limit else "larger than that"
+        message = f"file too large: {shown}; the limit is {limit / 1048576:g} MiB per values file"
+        expected = (f"a values file up to {limit / 1048576:g} MiB (Helm stores the values and what they "
+                    "render in a release Secret capped at 1 MiB)")
+        fix = ("split it into several -f files or remove generated bulk "
+               "(RAYLLM_MAX_VALUES_MIB raises this tool's limit)")
+        raise RayLLMError(message=f"{name}: {message}", expected=expected, fix=fix,
+                          findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                                                  origin=name)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        what = "UTF-16 text" if utf16 else f"not UTF-8 text (invalid byte at offset {exc.start})"
+        fix = "save the file as UTF-8" if utf16 else "pass a values YAML file (UTF-8 text)"
         raise RayLLMError(
-            message=f"{name} is not UTF-8 text (byte {exc.start})", expected="a UTF-8 YAML file",
-            fix="pass a values YAML file",
-            findings=[ValuesFinding("yaml", ERROR, "", f"not UTF-8 text (invalid byte at offset {exc.start})",
-                                    expected="a UTF-8 YAML values file", fix="pass a values YAML file", origin=name)],
+            message=f"{name} is {'UTF-16' if utf16 else 'not UTF-8'} text (byte {exc.start})",
+            expected="a UTF-8 YAML file", fix=fix,
+            findings=[ValuesFinding("yaml", ERROR, "", what, expected="a UTF-8 YAML values file", fix=fix,
+                                    origin=name)],
         ) from None
     if "\x00" in text:
         raise RayLLMError(
@@ -282,6 +572,7 @@ class _SetParser:
         return self.typed(text)
 
     def _key(self, data: Dict[str, Any], path: PathT) -> None:
+        self._depth_guard(path)
         key, stop = self._read_until("=[.,")
         if stop is None or stop == ",":
             raise self.fail(f"key {key!r} has no value")
@@ -318,7 +609,12 @@ class _SetParser:
             raise self.fail(f"list index {idx} is too large (Helm allows 65536)")
         return idx
 
+    def _depth_guard(self, path: PathT) -> None:
+        if len(path) >= yaml_helm.MAX_DEPTH:
+            raise self.fail(f"the key nests more than {yaml_helm.MAX_DEPTH} levels deep (this chart reads ~12)")
+
     def _list(self, lst: List[Any], path: PathT) -> List[Any]:
+        self._depth_guard(path)
         idx = self._index()
         while len(lst) <= idx:
             lst.append(None)

@@ -161,12 +161,17 @@ def _dict(value: Any) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# Numbers beyond 2^53 are already errors (Helm cannot keep them); the rules treat them as unset
+# instead of overflowing float arithmetic (1e308 GPUs, a 400-digit --set value).
+_SANE = 2 ** 53
+
+
 def _int(value: Any, default: int) -> int:
     if isinstance(value, bool) or value is None:
         return default
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+        return value if abs(value) <= _SANE else default
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _SANE:
         return int(value)
     return default
 
@@ -174,7 +179,7 @@ def _int(value: Any, default: int) -> int:
 def _num(value: Any, default: float) -> float:
     if isinstance(value, bool) or value is None:
         return default
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and abs(value) <= _SANE:
         return float(value)
     return default
 

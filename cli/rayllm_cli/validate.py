@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import gc
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from pydantic import ValidationError
 
-from rayllm_schemas.values import ChartValues
+
+@contextmanager
+def _quick_build() -> Iterator[None]:
+    """Building the values models (and validating a big merged tree) allocates many
+    objects and no garbage cycles worth collecting midway; pydantic's plugin discovery
+    reads the metadata of every installed distribution (hundreds beside Ray and vLLM).
+    Both cost ~10 ms per CLI run: skip them here, restore both afterwards."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    had = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    if had is None:
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    try:
+        yield
+    finally:
+        if had is None:
+            os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+        if gc_was_enabled:
+            gc.enable()
+
+
+with _quick_build():
+    from rayllm_schemas.values import ChartValues
 
 from .errors import ERROR, NOTICE, WARNING, RayLLMError, ValuesFinding
 from .merge import Merged, merge_values
@@ -53,7 +78,8 @@ _TYPE_HINTS = {
 
 def schema_findings(values: dict, ctx: Context) -> Tuple[List[ValuesFinding], Optional[ChartValues]]:
     try:
-        return [], ChartValues.model_validate(values)
+        with _quick_build():
+            return [], ChartValues.model_validate(values)
     except ValidationError as exc:
         out: List[ValuesFinding] = []
         for err in exc.errors():
@@ -82,8 +108,43 @@ def schema_findings(values: dict, ctx: Context) -> Tuple[List[ValuesFinding], Op
             elif etype == "missing":
                 message, expected, fix = "required key is missing", _TYPE_HINTS[etype], f"add `{loc[-1]}`"
             value = None if etype == "missing" else _redact(_get(values, loc), loc)
+            if not fix:
+                expected, fix = _schema_hint(etype, msg, expected, _get(values, loc), loc)
             out.append(ValuesFinding("schema", ERROR, _fmt(loc), message, value, expected, fix, ctx.origin(loc)))
         return out, None
+
+
+def _schema_hint(etype: str, msg: str, expected: str, got: Any, loc: Sequence[Any]) -> Tuple[str, str]:
+    """(expected, fix) for Pydantic's own messages ("Input should be ..."), which name neither."""
+    key = f"`{loc[-1]}`" if loc else "the value"
+    if not expected:
+        expected = msg
+        for prefix in ("Input should be ", "String should ", "Value should "):
+            if msg.startswith(prefix):
+                expected = msg[len(prefix):]
+                break
+    if etype == "string_type" and isinstance(got, (bool, int, float)):
+        return expected, (f"quote {key}'s value (e.g. 'no', '1.10') so YAML reads it as text; unquoted "
+                          "yes/no/on/off/y/n are booleans and digits are numbers")
+    if etype in ("dict_type", "model_type", "model_attributes_type"):
+        return "a mapping (key: value)", f"write {key} as a mapping of keys, not a {type(got).__name__}"
+    if etype == "list_type":
+        return "a list", f"write {key} as a YAML list (- item)"
+    if etype in ("int_type", "int_parsing", "int_from_float", "int_parsing_size"):
+        return "a whole number (in range)", f"set {key} to a whole number"
+    if etype in ("float_type", "float_parsing", "finite_number"):
+        return "a finite number", f"set {key} to a number"
+    if etype in ("bool_type", "bool_parsing"):
+        return "true or false", f"set {key} to true or false"
+    if etype == "literal_error":
+        return expected, f"set {key} to one of those values"
+    if etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return expected, f"set {key} to a number {expected}"
+    if etype == "string_pattern_mismatch":
+        return expected.replace("match pattern", "a string matching"), f"fix the format of {key}"
+    if etype in ("string_too_short", "string_too_long"):
+        return expected.replace("have ", ""), f"set {key} to a string of that length"
+    return expected, f"fix {key}"
 
 
 def _fmt(loc: Sequence[Any]) -> str:
