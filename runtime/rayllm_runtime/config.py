@@ -26,6 +26,11 @@ class EngineKind(str, Enum):
     fake = "fake"
 
 
+class ModelTask(str, Enum):
+    generate = "generate"
+    transcription = "transcription"
+
+
 class CpuEngineOptions(RuntimeConfigModel):
     """Options of the transformers-based CPU engine (``engine_kwargs``)."""
 
@@ -180,6 +185,16 @@ class ModelConfig(RuntimeConfigModel):
 
     model_id: str = Field(description="Name clients send as the request's `model`; unique within a gateway.")
     engine: EngineKind = Field(default=EngineKind.vllm, description="Inference engine: vllm (GPU), cpu (transformers) or fake.")
+    task: ModelTask = Field(
+        default=ModelTask.generate,
+        description=(
+            "What the model does. generate: a text model served at /v1/chat/completions and "
+            "/v1/completions. transcription: a Whisper-style speech-to-text model (encoder-decoder, "
+            "e.g. openai/whisper-large-v3) served at /v1/audio/transcriptions only; the gateway answers "
+            "400 when a model is sent to the other kind of endpoint. Not inferred from the weights "
+            "because they may only be reachable inside the cluster."
+        ),
+    )
     model_source: Optional[str] = Field(
         default=None,
         description="Local path or Hugging Face repo id of the weights; defaults to model_id. Unused by the fake engine.",
@@ -339,7 +354,12 @@ class GatewayArgs(RuntimeConfigModel):
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API-key authentication.")
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig, description="Per-key rate limit.")
     max_request_bytes: int = Field(
-        default=1_048_576, ge=1024, description="Largest accepted request body in bytes (413 above)."
+        default=1_048_576,
+        ge=1024,
+        description=(
+            "Largest accepted request body in bytes (413 above); audio uploads to "
+            "/v1/audio/transcriptions count too (16 kHz 16-bit mono WAV is about 1.9 MB per minute)."
+        ),
     )
     audit_log: AuditLogConfig = Field(default_factory=AuditLogConfig, description="Audit log settings.")
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")

@@ -2,26 +2,104 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from typing import Any, AsyncIterator, Dict
+from typing import Any, AsyncIterator, Dict, List, Optional
 
 from ray import serve
 
 from rayllm_runtime.config import ModelConfig
-from rayllm_runtime.engines import EngineInputError, SamplingOptions, create_engine
+from rayllm_runtime.engines import (
+    EngineInputError,
+    GenerationChunk,
+    SamplingOptions,
+    TranscriptionOptions,
+    Usage,
+    create_engine,
+)
 
 logger = logging.getLogger("rayllm.deployment")
+
+_END = object()
+
+
+async def coalesce(chunks: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:
+    """Re-yield ``chunks``, merging the ones that are already waiting.
+
+    Every item a replica yields is one object sent to the gateway and one SSE
+    event, which costs far more CPU than producing a token. The engine runs
+    in its own task; whenever the consumer is ready it takes everything
+    produced so far as one delta, so a fast engine (or a busy gateway) sends
+    few large deltas and a slow one still streams token by token. The first
+    delta is never delayed, and text, finish_reason, usage, logprobs and
+    errors are kept (an error is raised after the text produced before it).
+    Only consecutive deltas of the same choice (``index``, n > 1) merge.
+    """
+    queue: "asyncio.Queue[Any]" = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for chunk in chunks:
+                queue.put_nowait(chunk)
+        except Exception as exc:  # handed to the consumer, raised there
+            queue.put_nowait(exc)
+        else:
+            queue.put_nowait(_END)
+
+    task = asyncio.ensure_future(pump())
+    carry: Any = None
+    try:
+        while True:
+            item = carry if carry is not None else await queue.get()
+            carry = None
+            texts: List[str] = []
+            finish: Optional[str] = None
+            usage: Optional[Usage] = None
+            index = 0
+            logprobs: Optional[list] = None
+            merged = 0
+            while item is not _END and not isinstance(item, Exception):
+                if merged and item.index != index:
+                    carry, item = item, None  # another choice: starts the next merged delta
+                    break
+                index = item.index
+                merged += 1
+                texts.append(item.text)
+                if item.logprobs is not None:
+                    logprobs = (logprobs or []) + item.logprobs
+                finish = item.finish_reason or finish
+                usage = item.usage or usage
+                if queue.empty():
+                    item = None
+                    break
+                item = queue.get_nowait()
+            if merged:
+                yield GenerationChunk(
+                    text="".join(texts), finish_reason=finish, usage=usage, index=index, logprobs=logprobs
+                )
+            if item is _END:
+                return
+            if isinstance(item, Exception):
+                raise item
+    finally:
+        if not task.done():
+            task.cancel()  # client gone: the engine's own cleanup (abort) runs
 
 
 @serve.deployment(name="RayLLMModel", max_ongoing_requests=16, health_check_period_s=10)
 class RayLLMModelDeployment:
-    """Wraps one engine; the gateway calls ``generate`` with stream=True.
+    """Wraps one engine; the gateway calls ``generate`` with stream=True for
+    streamed requests and ``complete`` for the others.
 
     Payload: {"request_id", "kind": "chat"|"completion", "messages"|"prompt",
-    "sampling": {...}}. Yields {"text", "finish_reason", "usage"} dicts, or
-    one {"error": {...}} dict for a request the engine cannot serve (400);
-    unexpected failures raise and the gateway answers 500.
+    "sampling": {...}}. ``generate`` yields {"text", "finish_reason", "usage"}
+    dicts (plus "index" for choices after the first and "logprobs" when
+    asked) and ``complete`` returns one (plus "choices" when n > 1); a
+    request the engine cannot serve gives one {"error": {...}} dict instead
+    (400); unexpected failures raise and the gateway answers 500.
+    ``transcribe`` takes {"request_id", "audio": float32 bytes at 16 kHz,
+    "options": {...}} and returns {"text", "language", "duration_s", "usage"}.
     """
 
     async def __init__(self, config: Dict[str, Any]):
@@ -30,15 +108,62 @@ class RayLLMModelDeployment:
         await self.engine.start()
         self.requests_served = 0
 
-    async def generate(self, payload: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+    def _start(self, payload: Dict[str, Any]) -> AsyncIterator[GenerationChunk]:
         self.requests_served += 1
         sampling = SamplingOptions.from_dict(payload.get("sampling") or {})
         source = payload["messages"] if payload.get("kind") == "chat" else payload.get("prompt", "")
+        return self.engine.generate(source, sampling, payload["request_id"])
+
+    @staticmethod
+    def _input_error(exc: EngineInputError) -> Dict[str, Any]:
+        return {"error": {"status": 400, "message": exc.message, "param": exc.param}}
+
+    async def generate(self, payload: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        """Streamed answer (called with stream=True); deltas ready together are merged."""
         try:
-            async for chunk in self.engine.generate(source, sampling, payload["request_id"]):
+            async for chunk in coalesce(self._start(payload)):
                 yield chunk.to_dict()
         except EngineInputError as exc:
-            yield {"error": {"status": 400, "message": exc.message, "param": exc.param}}
+            yield self._input_error(exc)
+
+    async def complete(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """The whole answer as one chunk dict: one reply instead of a stream of deltas."""
+        texts: Dict[int, List[str]] = {0: []}
+        finishes: Dict[int, Optional[str]] = {}
+        logprobs: Dict[int, list] = {}
+        usage: Optional[Usage] = None
+        try:
+            async for chunk in self._start(payload):
+                texts.setdefault(chunk.index, []).append(chunk.text)
+                finishes[chunk.index] = chunk.finish_reason or finishes.get(chunk.index)
+                if chunk.logprobs is not None:
+                    logprobs.setdefault(chunk.index, []).extend(chunk.logprobs)
+                usage = chunk.usage or usage
+        except EngineInputError as exc:
+            return self._input_error(exc)
+        choices = [
+            GenerationChunk(
+                text="".join(texts[i]), finish_reason=finishes.get(i), index=i, logprobs=logprobs.get(i)
+            ).to_dict()
+            for i in sorted(texts)
+        ]
+        result = {**choices[0], "usage": usage.to_dict() if usage else None}
+        if len(choices) > 1:
+            result["choices"] = choices
+        return result
+
+    async def transcribe(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """Speech to text of one upload (already decoded to 16 kHz mono by the gateway)."""
+        import numpy as np
+
+        self.requests_served += 1
+        audio = np.frombuffer(payload["audio"], dtype=np.float32)
+        options = TranscriptionOptions.from_dict(payload.get("options") or {})
+        try:
+            result = await self.engine.transcribe(audio, options, payload["request_id"])
+        except EngineInputError as exc:
+            return self._input_error(exc)
+        return result.to_dict()
 
     def stats(self) -> Dict[str, Any]:
         """Evidence of which deployment/replica served (tests, debugging)."""

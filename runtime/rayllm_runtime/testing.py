@@ -132,3 +132,117 @@ def wait_http_ok(url: str, timeout_s: float = 60.0, headers=None) -> None:
             last = exc
         time.sleep(0.5)
     raise AssertionError(f"{url} not ready: {last}")
+
+
+# Whisper's decoder control tokens (besides one <|xx|> token per language).
+_WHISPER_CONTROL = [
+    "<|startoftranscript|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+]
+
+
+def build_tiny_whisper(
+    path: Union[str, os.PathLike],
+    *,
+    d_model: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    vocab_size: int = 400,
+    max_target_positions: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random Whisper model + processor to ``path``; return it.
+
+    A byte-level BPE trained on a few lines plus Whisper's special tokens
+    (one ``<|xx|>`` per language transformers knows), a standard
+    WhisperFeatureExtractor (16 kHz, 80 mel bins, 30 s windows) and a
+    WhisperConfig with tiny dims. Its transcripts are gibberish, but loading,
+    feature extraction, the decoder prompt and token accounting are real.
+    Idempotent like ``build_tiny_model``.
+    """
+    import json
+
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    out = Path(path)
+    if (out / "config.json").exists() and (out / "tokenizer.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    # GPT-2 style vocab.json + merges.txt: the files WhisperTokenizer loads.
+    bpe = json.loads(raw.to_str())["model"]
+    work = out / "_bpe"
+    work.mkdir(exist_ok=True)
+    (work / "vocab.json").write_text(json.dumps(bpe["vocab"]))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    (work / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = WhisperTokenizer.from_pretrained(str(work))
+    specials = _WHISPER_CONTROL[:1] + [f"<|{code}|>" for code in LANGUAGES] + _WHISPER_CONTROL[1:]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    for leftover in work.iterdir():
+        leftover.unlink()
+    work.rmdir()
+
+    feature_extractor = WhisperFeatureExtractor()
+    WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(out)
+
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in specials}
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    torch.manual_seed(seed)
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=feature_extractor.feature_size,
+        d_model=d_model,
+        encoder_layers=num_layers,
+        decoder_layers=num_layers,
+        encoder_attention_heads=num_heads,
+        decoder_attention_heads=num_heads,
+        encoder_ffn_dim=d_model * 2,
+        decoder_ffn_dim=d_model * 2,
+        max_source_positions=feature_extractor.nb_max_frames // 2,
+        max_target_positions=max_target_positions,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
+    model = WhisperForConditionalGeneration(config)
+    with torch.no_grad():
+        # As in build_tiny_model: a zero row (the output projection is tied
+        # to the embeddings) keeps greedy decoding from ending at once.
+        model.model.decoder.embed_tokens.weight[eot].zero_()
+    gen = model.generation_config
+    gen.decoder_start_token_id = ids["<|startoftranscript|>"]
+    gen.eos_token_id = eot
+    gen.pad_token_id = eot
+    gen.no_timestamps_token_id = ids["<|notimestamps|>"]
+    gen.lang_to_id = {f"<|{code}|>": ids[f"<|{code}|>"] for code in LANGUAGES}
+    gen.task_to_id = {"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]}
+    gen.is_multilingual = True
+    model.save_pretrained(out)
+    return out

@@ -90,8 +90,10 @@ def test_cpu_engine_chat_and_completion(tiny_model_path):
     s1 = collect(engine, "The quick", SamplingOptions(max_tokens=5, temperature=1.0, top_p=0.9, seed=7))
     s2 = collect(engine, "The quick", SamplingOptions(max_tokens=5, temperature=1.0, top_p=0.9, seed=7))
     assert [c.text for c in s1] == [c.text for c in s2]
-    with pytest.raises(Exception, match="n=1"):
-        collect(engine, "x", SamplingOptions(n=2))
+    # n=2: two choices (index 0 then 1), usage summed on the very last chunk.
+    both = collect(engine, "x", SamplingOptions(n=2, max_tokens=3, temperature=0))
+    assert [c.index for c in both if c.finish_reason] == [0, 1]
+    assert both[-1].usage.completion_tokens == 6
 
 
 def test_api_keys_from_secret_dir(tmp_path):

@@ -7,10 +7,21 @@ from rayllm_runtime.engines.base import (
     EngineInputError,
     GenerationChunk,
     SamplingOptions,
+    TranscriptionOptions,
+    TranscriptionResult,
     Usage,
 )
 
-__all__ = ["Engine", "EngineInputError", "GenerationChunk", "SamplingOptions", "Usage", "create_engine"]
+__all__ = [
+    "Engine",
+    "EngineInputError",
+    "GenerationChunk",
+    "SamplingOptions",
+    "TranscriptionOptions",
+    "TranscriptionResult",
+    "Usage",
+    "create_engine",
+]
 
 
 def create_engine(config) -> Engine:
@@ -20,13 +31,13 @@ def create_engine(config) -> Engine:
     if config.engine == EngineKind.fake:
         from rayllm_runtime.engines.fake import FakeEngine
 
-        return FakeEngine(config.model_id, config.engine_kwargs)
+        return FakeEngine(config.model_id, config.engine_kwargs, task=config.task.value)
     if config.engine == EngineKind.cpu:
         from rayllm_runtime.engines.cpu import CpuEngine
 
-        return CpuEngine(config.model_id, config.source, config.engine_kwargs)
+        return CpuEngine(config.model_id, config.source, config.engine_kwargs, task=config.task.value)
     if config.engine == EngineKind.vllm:
         from rayllm_runtime.engines.vllm_engine import VllmEngine
 
-        return VllmEngine(config.model_id, config.source, config.engine_kwargs)
+        return VllmEngine(config.model_id, config.source, config.engine_kwargs, task=config.task.value)
     raise ValueError(f"got engine={config.engine!r}; expected cpu, vllm or fake; fix the model config")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple, Union
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # A chat conversation in OpenAI shape: [{"role": "user", "content": "..."}].
 Messages = List[Dict[str, Any]]
@@ -43,6 +46,8 @@ class SamplingOptions:
     logit_bias: Dict[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
     min_tokens: int = 0
+    #: None: no logprobs; k >= 0: the sampled token's logprob plus the top k.
+    logprobs: Optional[int] = None
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "SamplingOptions":
@@ -69,19 +74,77 @@ class Usage:
         }
 
 
+#: One generated token's logprob entry, in OpenAI's chat shape:
+#: {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}.
+TokenLogprob = Dict[str, Any]
+
+
+def token_logprob(token: str, logprob: float, top: Sequence[Tuple[str, float]] = ()) -> TokenLogprob:
+    """Build one ``TokenLogprob`` (bytes are the token text's UTF-8 bytes)."""
+
+    def entry(text: str, value: float) -> Dict[str, Any]:
+        # -inf (a token the sampler excluded) is not valid JSON.
+        return {"token": text, "logprob": max(float(value), -9999.0), "bytes": list(text.encode("utf-8"))}
+
+    return {**entry(token, logprob), "top_logprobs": [entry(t, v) for t, v in top]}
+
+
 @dataclass
 class GenerationChunk:
-    """A text delta; the last chunk of a generation has finish_reason and usage."""
+    """A text delta of choice ``index``.
+
+    Each choice's last chunk has its finish_reason; the usage (summed over
+    all choices when n > 1) comes with the generation's very last chunk.
+    ``logprobs`` lists the entries of the tokens produced since the
+    previous chunk of the same choice, when they were requested.
+    """
 
     text: str = ""
     finish_reason: Optional[str] = None
     usage: Optional[Usage] = None
+    index: int = 0
+    logprobs: Optional[List[TokenLogprob]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage.to_dict() if self.usage else None,
+        }
+        # Only when set, so the common n=1 reply stays as small as before.
+        if self.index:
+            out["index"] = self.index
+        if self.logprobs is not None:
+            out["logprobs"] = self.logprobs
+        return out
+
+
+@dataclass
+class TranscriptionOptions:
+    """Options of one /v1/audio/transcriptions request, engine-neutral."""
+
+    language: Optional[str] = None  # ISO-639-1 code; None: detect from the audio
+    prompt: Optional[str] = None  # text that precedes the audio (spelling, style)
+    temperature: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TranscriptionOptions":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__ and v is not None})
+
+
+@dataclass
+class TranscriptionResult:
+    text: str
+    language: Optional[str] = None
+    duration_s: float = 0.0
+    usage: Usage = field(default_factory=Usage)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "text": self.text,
-            "finish_reason": self.finish_reason,
-            "usage": self.usage.to_dict() if self.usage else None,
+            "language": self.language,
+            "duration_s": self.duration_s,
+            "usage": self.usage.to_dict(),
         }
 
 
@@ -90,6 +153,8 @@ class Engine(abc.ABC):
 
     #: Whether chat content may contain image parts.
     supports_images: bool = False
+    #: Whether ``transcribe`` is implemented (speech-to-text models).
+    supports_transcription: bool = False
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -101,11 +166,34 @@ class Engine(abc.ABC):
     ) -> AsyncIterator[GenerationChunk]:
         """Stream text deltas; the final chunk carries finish_reason and usage."""
 
+    async def transcribe(
+        self, audio: "np.ndarray", options: TranscriptionOptions, request_id: str
+    ) -> TranscriptionResult:
+        """Speech to text of mono float32 ``audio`` at 16 kHz (optional capability).
+
+        Engines without it answer the request with a 400.
+        """
+        raise EngineInputError(
+            f"model {getattr(self, 'model_id', '?')!r} does not support audio transcription; "
+            "send audio to a model with task: transcription",
+            param="model",
+        )
+
     async def check_health(self) -> None:
         """Raise if the engine can no longer serve."""
 
     async def shutdown(self) -> None:
         """Release resources (threads, GPU memory)."""
+
+
+def reject_generation_on_transcription_model(model_id: str, task: str) -> None:
+    """Raise the 400 for chat/completions sent to a speech-to-text model."""
+    if task == "transcription":
+        raise EngineInputError(
+            f"got a text generation request for model {model_id!r}, a transcription model; "
+            "expected audio; send it to /v1/audio/transcriptions",
+            param="model",
+        )
 
 
 def text_of_content(content: Any, *, allow_images: bool = False) -> str:

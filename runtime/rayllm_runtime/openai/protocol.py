@@ -8,8 +8,8 @@ change the meaning of a request are rejected with a 400 instead.
 from __future__ import annotations
 
 import logging
+import random
 import time
-import uuid
 from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,6 +19,7 @@ from rayllm_runtime.engines.base import SamplingOptions
 logger = logging.getLogger("rayllm.protocol")
 
 MAX_STOP_SEQUENCES = 8
+MAX_TOP_LOGPROBS = 20
 
 
 class OpenAIRequestModel(BaseModel):
@@ -50,7 +51,7 @@ class SamplingFields(OpenAIRequestModel):
     max_tokens: Optional[int] = Field(default=None, ge=1, description="Upper bound of generated tokens.")
     temperature: Optional[float] = Field(default=None, ge=0, le=2, description="Sampling temperature.")
     top_p: Optional[float] = Field(default=None, gt=0, le=1, description="Nucleus sampling mass.")
-    n: int = Field(default=1, ge=1, le=16, description="Number of choices (only 1 is supported).")
+    n: int = Field(default=1, ge=1, le=16, description="Number of choices; usage sums their tokens.")
     stream: bool = Field(default=False, description="Stream Server-Sent Events.")
     stream_options: Optional[StreamOptions] = Field(default=None, description="Streaming options.")
     stop: Optional[Union[str, List[str]]] = Field(default=None, description="Stop sequences.")
@@ -86,7 +87,7 @@ class SamplingFields(OpenAIRequestModel):
     @model_validator(mode="after")
     def _reject_unsupported(self):
         extra = self.model_extra or {}
-        for name in ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions", "best_of"):
+        for name in ("echo", "suffix", "tools", "functions", "best_of"):
             value = extra.get(name)
             if value not in (None, False, 0, [], ""):
                 if name == "best_of" and value == 1:
@@ -119,19 +120,40 @@ class SamplingFields(OpenAIRequestModel):
                 "logit_bias": self.logit_bias,
                 "ignore_eos": self.ignore_eos,
                 "min_tokens": self.min_tokens,
+                "logprobs": self.requested_logprobs(),
             }
         )
 
     def requested_max_tokens(self) -> Optional[int]:
         return self.max_tokens
 
+    def requested_logprobs(self) -> Optional[int]:
+        """None: no logprobs; k: the sampled token's logprob and the top k."""
+        return None
+
 
 class ChatCompletionRequest(SamplingFields):
     messages: List[ChatMessage] = Field(min_length=1, description="The conversation so far.")
     max_completion_tokens: Optional[int] = Field(default=None, ge=1, description="Newer name of max_tokens.")
+    logprobs: Optional[bool] = Field(default=None, description="Return the logprob of each generated token.")
+    top_logprobs: Optional[int] = Field(
+        default=None, ge=0, le=MAX_TOP_LOGPROBS, description="Also return the k most likely tokens per position."
+    )
+
+    @model_validator(mode="after")
+    def _top_needs_logprobs(self):
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError(
+                f"got top_logprobs={self.top_logprobs} without logprobs=true; expected logprobs=true with "
+                "top_logprobs; set logprobs to true"
+            )
+        return self
 
     def requested_max_tokens(self) -> Optional[int]:
         return self.max_completion_tokens or self.max_tokens
+
+    def requested_logprobs(self) -> Optional[int]:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def messages_payload(self) -> List[Dict[str, Any]]:
         return [m.model_dump(exclude_none=True, include={"role", "content", "name"}) for m in self.messages]
@@ -149,6 +171,15 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: Union[str, List[str]] = Field(description="Prompt text (one prompt per request).")
+    logprobs: Optional[int] = Field(
+        default=None,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="Return each token's logprob and the k most likely tokens per position.",
+    )
+
+    def requested_logprobs(self) -> Optional[int]:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -165,8 +196,18 @@ class CompletionRequest(SamplingFields):
 
 # -- responses ---------------------------------------------------------------
 
+def random_hex() -> str:
+    """32 random hex digits: unique ids for requests and responses.
+
+    Not secrets, so Python's PRNG (reseeded from the OS at start and after
+    fork) does; uuid4() costs a getrandom syscall per id, which shows up in
+    the gateway's per-request CPU.
+    """
+    return f"{random.getrandbits(128):032x}"
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    return f"{prefix}-{random_hex()}"
 
 
 def now() -> int:
@@ -188,7 +229,9 @@ class ChatChoice(BaseModel):
     index: int = 0
     message: ChatResponseMessage
     finish_reason: Optional[str]
-    logprobs: None = None
+    # {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}; plain
+    # dicts: they are built by chat_logprobs, no per-token validation needed.
+    logprobs: Optional[Dict[str, Any]] = None
 
 
 class ChatCompletionResponse(BaseModel):
@@ -209,7 +252,7 @@ class ChatChunkChoice(BaseModel):
     index: int = 0
     delta: ChatDelta
     finish_reason: Optional[str] = None
-    logprobs: None = None
+    logprobs: Optional[Dict[str, Any]] = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -225,7 +268,8 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: Optional[str] = None
-    logprobs: None = None
+    # {"tokens", "token_logprobs", "top_logprobs", "text_offset"} (completion_logprobs).
+    logprobs: Optional[Dict[str, Any]] = None
 
 
 class CompletionResponse(BaseModel):
@@ -235,6 +279,31 @@ class CompletionResponse(BaseModel):
     model: str
     choices: List[CompletionChoice]
     usage: Optional[UsageInfo] = None
+
+
+def chat_logprobs(entries: Optional[List[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
+    """Engine logprob entries -> a chat choice's ``logprobs``."""
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
+def completion_logprobs(entries: Optional[List[Dict[str, Any]]], text_offset: int = 0) -> Optional[Dict[str, Any]]:
+    """Engine logprob entries -> a completion choice's legacy ``logprobs``.
+
+    ``text_offset`` is the character offset of the first token in the
+    choice's text (non-zero for later deltas of a stream).
+    """
+    if entries is None:
+        return None
+    offsets = []
+    for entry in entries:
+        offsets.append(text_offset)
+        text_offset += len(entry["token"])
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+        "text_offset": offsets,
+    }
 
 
 class ModelCard(BaseModel):
@@ -247,3 +316,67 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: List[ModelCard]
+
+
+# -- audio transcriptions ------------------------------------------------------
+
+TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json")
+
+
+class TranscriptionRequest(OpenAIRequestModel):
+    """The form fields of POST /v1/audio/transcriptions (besides ``file``)."""
+
+    model: str = Field(min_length=1, description="Model id of a transcription model from GET /v1/models.")
+    language: Optional[str] = Field(
+        default=None, max_length=16, description="ISO-639-1 code of the spoken language; detected when absent."
+    )
+    prompt: Optional[str] = Field(default=None, description="Text that precedes the audio (names, spelling, style).")
+    response_format: str = Field(default="json", description="json, text or verbose_json.")
+    temperature: float = Field(default=0.0, ge=0, le=1, description="Sampling temperature (0: greedy).")
+    stream: bool = Field(default=False, description="Streamed transcription (not supported).")
+    timestamp_granularities: List[str] = Field(
+        default_factory=list, description="Word/segment timestamps (not supported)."
+    )
+    include: List[str] = Field(default_factory=list, description="Extra outputs such as logprobs (not supported).")
+
+    @field_validator("response_format")
+    @classmethod
+    def _check_format(cls, value: str) -> str:
+        if value not in TRANSCRIPTION_FORMATS:
+            raise ValueError(
+                f"got response_format {value!r}; expected one of {', '.join(TRANSCRIPTION_FORMATS)} "
+                "(srt and vtt are not supported)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _reject_unsupported(self):
+        if self.stream:
+            raise ValueError("got stream=true; expected false; streamed transcription is not supported")
+        if self.timestamp_granularities:
+            raise ValueError(
+                "got timestamp_granularities; expected none; this server does not produce timestamps"
+            )
+        if self.include:
+            raise ValueError(f"got include={self.include!r}; expected none; this server does not support include")
+        return self
+
+
+class TranscriptionUsage(BaseModel):
+    type: Literal["duration"] = "duration"
+    seconds: int
+
+
+class TranscriptionResponse(BaseModel):
+    text: str
+    usage: TranscriptionUsage
+
+
+class TranscriptionVerboseResponse(BaseModel):
+    """verbose_json without segments/words: no timestamps are produced."""
+
+    task: Literal["transcribe"] = "transcribe"
+    language: Optional[str]
+    duration: float
+    text: str
+    usage: TranscriptionUsage

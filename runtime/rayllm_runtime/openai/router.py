@@ -25,7 +25,8 @@ def build_fastapi_app(core: "GatewayCore") -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # Unknown paths / wrong methods still answer in OpenAI's error shape.
-        message = {404: "Unknown endpoint; see /v1/models, /v1/chat/completions, /v1/completions.",
+        message = {404: "Unknown endpoint; see /v1/models, /v1/chat/completions, /v1/completions, "
+                        "/v1/audio/transcriptions.",
                    405: "Method not allowed on this endpoint."}.get(exc.status_code, str(exc.detail))
         return OpenAIHTTPError(exc.status_code, message).to_response()
 
@@ -75,5 +76,9 @@ def build_fastapi_app(core: "GatewayCore") -> FastAPI:
         return await core.guarded(
             request, "completions", lambda ctx: core.completions(request, ctx, CompletionRequest)
         )
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        return await core.guarded(request, "transcriptions", lambda ctx: core.transcriptions(request, ctx))
 
     return app

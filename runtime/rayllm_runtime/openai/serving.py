@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Dict, Optional, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Union
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -24,6 +24,8 @@ from rayllm_runtime.openai.protocol import (
     CompletionRequest,
     CompletionResponse,
     UsageInfo,
+    chat_logprobs,
+    completion_logprobs,
     new_id,
     now,
 )
@@ -63,12 +65,55 @@ def _is_backpressure(exc: BaseException) -> bool:
     return type(exc).__name__ in ("BackPressureError", "DeploymentUnavailableError")
 
 
+#: Ray's errors for a replica (actor) that died or became unreachable; matched
+#: by class name so this module does not import Ray. An engine that raises
+#: arrives as RayTaskError instead and is never retried.
+_REPLICA_LOSS_ERRORS = frozenset(
+    {"RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError"}
+)
+#: Retries of a request whose model replica was lost before anything reached
+#: the client (Serve routes the retry to a live or replacement replica).
+REPLICA_LOSS_RETRIES = 2
+REPLICA_LOSS_BACKOFF_S = 0.25
+
+
+def is_replica_loss(exc: BaseException) -> bool:
+    return any(cls.__name__ in _REPLICA_LOSS_ERRORS for cls in type(exc).__mro__)
+
+
+async def with_replica_retry(call: Callable[[], Awaitable[Any]], ctx: "RequestContext") -> Any:
+    """``await call()``, again (up to REPLICA_LOSS_RETRIES times) if the replica died first.
+
+    Safe because the caller has sent nothing to the client yet: a generation
+    whose replica died is lost, so running it again is the only way to answer.
+    """
+    for attempt in range(REPLICA_LOSS_RETRIES + 1):
+        try:
+            return await call()
+        except Exception as exc:
+            if attempt >= REPLICA_LOSS_RETRIES or not is_replica_loss(exc):
+                raise
+            logger.warning(
+                "request %s: model replica lost before answering (%s); retry %d of %d",
+                ctx.request_id, type(exc).__name__, attempt + 1, REPLICA_LOSS_RETRIES,
+            )
+            await asyncio.sleep(REPLICA_LOSS_BACKOFF_S * (attempt + 1))
+
+
 def map_exception(exc: BaseException, ctx: RequestContext) -> OpenAIHTTPError:
     """Turn anything raised while serving into a client-safe error."""
     if isinstance(exc, OpenAIHTTPError):
         return exc
     if _is_backpressure(exc):
         return OpenAIHTTPError(503, "The model is overloaded; retry later.", headers={"Retry-After": "1"})
+    if is_replica_loss(exc):
+        logger.warning("request %s failed: model replica lost (%s)", ctx.request_id, type(exc).__name__)
+        return OpenAIHTTPError(
+            503,
+            "The model replica serving this request stopped before it finished; retry.",
+            code="model_unavailable",
+            headers={"Retry-After": "1"},
+        )
     logger.error("request %s failed", ctx.request_id, exc_info=exc)
     return internal_error(ctx.request_id)
 
@@ -95,6 +140,12 @@ class OpenAIServing:
         if isinstance(backend, UpstreamBackend):
             path = "/v1/chat/completions" if isinstance(req, ChatCompletionRequest) else "/v1/completions"
             return await self._forward(backend, path, raw_body, req, ctx)
+        if getattr(backend, "task", "generate") != "generate":
+            raise OpenAIHTTPError(
+                400,
+                f"The model '{req.model}' is a {backend.task} model; send its requests to /v1/audio/transcriptions.",
+                param="model",
+            )
         return await self._local(backend, req, ctx)
 
     # -- local deployments -------------------------------------------------
@@ -109,15 +160,22 @@ class OpenAIServing:
             payload["messages"] = req.messages_payload()
         else:
             payload["prompt"] = req.prompt_text()
-        stream = backend.stream(payload)
-        try:
-            first = await stream.__anext__()
-        except StopAsyncIteration:
-            first = {"text": "", "finish_reason": "stop", "usage": None}
-        self._raise_engine_error(first)
-
         if not req.stream:
-            return await self._collect(first, stream, req, ctx, is_chat)
+            result = await with_replica_retry(lambda: backend.complete(payload), ctx)
+            self._raise_engine_error(result)
+            return self._respond(result, req, ctx, is_chat)
+
+        async def open_stream():
+            # Nothing is sent before the first delta, so losing the replica
+            # up to here can still be retried.
+            stream = backend.stream(payload)
+            try:
+                return stream, await stream.__anext__()
+            except StopAsyncIteration:
+                return stream, {"text": "", "finish_reason": "stop", "usage": None}
+
+        stream, first = await with_replica_retry(open_stream, ctx)
+        self._raise_engine_error(first)
         return StreamingResponse(
             self._sse_stream(first, stream, req, ctx, is_chat),
             media_type="text/event-stream",
@@ -137,29 +195,26 @@ class OpenAIServing:
         ctx.completion_tokens = usage.get("completion_tokens")
         return UsageInfo(**usage)
 
-    async def _collect(self, first, stream, req, ctx: RequestContext, is_chat: bool) -> Response:
-        texts = []
-        finish_reason = None
-        usage = None
-        chunk = first
-        while chunk is not None:
-            self._raise_engine_error(chunk)
-            texts.append(chunk.get("text") or "")
-            finish_reason = chunk.get("finish_reason") or finish_reason
-            usage = chunk.get("usage") or usage
-            try:
-                chunk = await stream.__anext__()
-            except StopAsyncIteration:
-                chunk = None
-        text = "".join(texts)
-        usage_info = self._account(ctx, usage) or UsageInfo()
+    def _respond(self, result: Dict[str, Any], req, ctx: RequestContext, is_chat: bool) -> Response:
+        """JSON body of a non-streamed request from the deployment's whole answer."""
+        # n > 1: "choices" lists every choice; otherwise the result is the only one.
+        results = result.get("choices") or [result]
+        usage_info = self._account(ctx, result.get("usage")) or UsageInfo()
         created = now()
         if is_chat:
             body = ChatCompletionResponse(
                 id=new_id("chatcmpl"),
                 created=created,
                 model=req.model,
-                choices=[ChatChoice(message=ChatResponseMessage(content=text), finish_reason=finish_reason)],
+                choices=[
+                    ChatChoice(
+                        index=r.get("index", 0),
+                        message=ChatResponseMessage(content=r.get("text") or ""),
+                        finish_reason=r.get("finish_reason"),
+                        logprobs=chat_logprobs(r.get("logprobs")),
+                    )
+                    for r in results
+                ],
                 usage=usage_info,
             )
         else:
@@ -167,7 +222,15 @@ class OpenAIServing:
                 id=new_id("cmpl"),
                 created=created,
                 model=req.model,
-                choices=[CompletionChoice(text=text, finish_reason=finish_reason)],
+                choices=[
+                    CompletionChoice(
+                        index=r.get("index", 0),
+                        text=r.get("text") or "",
+                        finish_reason=r.get("finish_reason"),
+                        logprobs=completion_logprobs(r.get("logprobs")),
+                    )
+                    for r in results
+                ],
                 usage=usage_info,
             )
         self.finish(ctx, 200)
@@ -180,50 +243,77 @@ class OpenAIServing:
         error_type = None
         exhausted = False
 
-        def chat_chunk(delta: ChatDelta, finish_reason=None, usage=None, choices=True) -> str:
+        def chat_chunk(delta: ChatDelta, finish_reason=None, usage=None, choices=True, index=0, logprobs=None) -> str:
             return sse(
                 ChatCompletionChunk(
                     id=response_id,
                     created=created,
                     model=req.model,
-                    choices=[ChatChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
+                    choices=[
+                        ChatChunkChoice(
+                            index=index, delta=delta, finish_reason=finish_reason, logprobs=chat_logprobs(logprobs)
+                        )
+                    ]
+                    if choices
+                    else [],
                     usage=usage,
                 ).model_dump(mode="json", exclude_none=not choices)
             )
 
-        def text_chunk(text: str, finish_reason=None, usage=None, choices=True) -> str:
+        # Completions' logprobs.text_offset counts characters per choice.
+        text_offsets: Optional[Dict[int, int]] = {} if req.requested_logprobs() is not None else None
+
+        def text_chunk(text: str, finish_reason=None, usage=None, choices=True, index=0, logprobs=None) -> str:
+            lp = None
+            if text_offsets is not None:
+                offset = text_offsets.get(index, 0)
+                lp = completion_logprobs(logprobs, offset)
+                text_offsets[index] = offset + len(text)
             return sse(
                 CompletionResponse(
                     id=response_id,
                     created=created,
                     model=req.model,
-                    choices=[CompletionChoice(text=text, finish_reason=finish_reason)] if choices else [],
+                    choices=[CompletionChoice(index=index, text=text, finish_reason=finish_reason, logprobs=lp)]
+                    if choices
+                    else [],
                     usage=usage,
                 ).model_dump(mode="json")
             )
 
+        # Events are written in batches: one body write per engine delta (each
+        # write is a message to Serve's proxy). The final delta's events go out
+        # together with [DONE], which follows at once; the first write never waits.
+        out: List[str] = []
+        wrote = False
         try:
             if is_chat:
-                yield chat_chunk(ChatDelta(role="assistant", content=""))
+                for index in range(req.n):
+                    out.append(chat_chunk(ChatDelta(role="assistant", content=""), index=index))
             usage_info = None
             chunk = first
             while chunk is not None:
                 error = chunk.get("error")
                 if error:
                     status, error_type = int(error.get("status", 400)), "invalid_request_error"
-                    yield sse(OpenAIHTTPError(status, error.get("message", "bad request")).body())
+                    out.append(sse(OpenAIHTTPError(status, error.get("message", "bad request")).body()))
                     break
                 text = chunk.get("text") or ""
                 finish_reason = chunk.get("finish_reason")
+                index = chunk.get("index", 0)
+                logprobs = chunk.get("logprobs")
                 if text and ctx.first_token_at is None:
                     ctx.first_token_at = time.monotonic()
                     self.observe_ttft(req.model, ctx.first_token_at - ctx.started)
-                if text or finish_reason:
+                if text or finish_reason or logprobs:
                     if is_chat:
-                        yield chat_chunk(ChatDelta(content=text or None), finish_reason)
+                        out.append(chat_chunk(ChatDelta(content=text or None), finish_reason, index=index, logprobs=logprobs))
                     else:
-                        yield text_chunk(text, finish_reason)
+                        out.append(text_chunk(text, finish_reason, index=index, logprobs=logprobs))
                 usage_info = self._account(ctx, chunk.get("usage")) or usage_info
+                if out and not (finish_reason and wrote):
+                    yield "".join(out)
+                    out, wrote = [], True
                 try:
                     chunk = await stream.__anext__()
                 except StopAsyncIteration:
@@ -232,17 +322,23 @@ class OpenAIServing:
             if status == 200:
                 if req.include_usage():
                     usage = usage_info or UsageInfo()
-                    yield chat_chunk(ChatDelta(), usage=usage, choices=False) if is_chat else text_chunk(
-                        "", usage=usage, choices=False
+                    out.append(
+                        chat_chunk(ChatDelta(), usage=usage, choices=False)
+                        if is_chat
+                        else text_chunk("", usage=usage, choices=False)
                     )
-                yield sse("[DONE]")
+                out.append(sse("[DONE]"))
+            if out:
+                yield "".join(out)
+                out = []
         except asyncio.CancelledError:
             status, error_type = 499, "client_disconnected"  # nginx's convention
             raise
         except Exception as exc:  # headers are already sent: report in-band
             mapped = map_exception(exc, ctx)
             status, error_type = mapped.status_code, mapped.type
-            yield sse(mapped.body())
+            out.append(sse(mapped.body()))
+            yield "".join(out)
         finally:
             if not exhausted:
                 cancel = getattr(stream, "cancel", None)

@@ -10,7 +10,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from typing import Any, Awaitable, Callable, Dict, Optional
 
 from pydantic import ValidationError
@@ -22,8 +21,10 @@ from rayllm_runtime.audit import AuditLog
 from rayllm_runtime.config import GatewayArgs
 from rayllm_runtime.metrics import get_metrics
 from rayllm_runtime.openai.errors import OpenAIHTTPError
-from rayllm_runtime.openai.protocol import ModelCard, ModelList
+from rayllm_runtime.openai.protocol import ModelCard, ModelList, random_hex
 from rayllm_runtime.openai.serving import OpenAIServing, RequestContext, map_exception
+from rayllm_runtime.openai.transcription import TranscriptionServing
+from rayllm_runtime.openai.transcription import parse_form as parse_transcription_form
 from rayllm_runtime.routing import ModelRouter
 from rayllm_runtime.security import ApiKeyStore, TokenBucketLimiter, bearer_token
 
@@ -58,12 +59,13 @@ class GatewayCore:
         self.metrics = get_metrics()
         self.audit = AuditLog(args.audit_log.enabled, args.audit_log.include_prompts)
         self.serving = OpenAIServing(self.router, self.finish, self._observe_ttft)
+        self.transcription = TranscriptionServing(self.router, self.finish)
         self.created = int(time.time())
 
     # -- per request -------------------------------------------------------
     def new_context(self, request: Request, endpoint: str) -> RequestContext:
         offered = request.headers.get("x-request-id", "")
-        request_id = offered if _REQUEST_ID_RE.match(offered) else uuid.uuid4().hex
+        request_id = offered if _REQUEST_ID_RE.match(offered) else random_hex()
         return RequestContext(request_id=request_id, endpoint=endpoint)
 
     def authenticate(self, request: Request, ctx: RequestContext) -> None:
@@ -120,6 +122,8 @@ class GatewayCore:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise OpenAIHTTPError(400, "The request body is not valid JSON; send a JSON object.") from None
+        except RecursionError:  # a few KB of brackets: the client's fault, not a 500
+            raise OpenAIHTTPError(400, "The request body is nested too deeply; send a flatter JSON object.") from None
         if not isinstance(data, dict):
             raise OpenAIHTTPError(400, "The request body must be a JSON object; send {\"model\": ..., ...}.")
         return data
@@ -208,6 +212,21 @@ class GatewayCore:
             ctx.in_flight_model = parsed.model
             self.metrics.in_flight.labels(model=parsed.model).inc()
         return await self.serving.create(parsed, body, ctx)
+
+    async def transcriptions(self, request: Request, ctx: RequestContext) -> Response:
+        """POST /v1/audio/transcriptions (multipart); the audio is never logged."""
+        body = await self.read_body(request)
+
+        def on_model(model: str) -> None:
+            ctx.model = model
+
+        form = await parse_transcription_form(request.headers.get("content-type", ""), body, on_model)
+        if self.audit.include_prompts:
+            ctx.prompt = form.request.prompt
+        if self.router.resolve(form.request.model) is not None:
+            ctx.in_flight_model = form.request.model
+            self.metrics.in_flight.labels(model=form.request.model).inc()
+        return await self.transcription.create(form, body, ctx)
 
     def list_models(self) -> ModelList:
         return ModelList(data=[ModelCard(id=m, created=self.created) for m in self.router.model_ids()])

@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, AsyncIterator, Dict, List, Optional, Union
+from typing import Any, AsyncIterator, Awaitable, Dict, List, Optional, Union
 
 from rayllm_runtime.config import GatewayArgs, UpstreamConfig
 
 logger = logging.getLogger("rayllm.routing")
+
+
+#: Set to 1 to send gateway -> model calls through the Ray object store
+#: (Serve's default) instead of by value over Serve's inter-deployment gRPC.
+BY_REFERENCE_ENV = "RAYLLM_HANDLE_BY_REFERENCE"
+
+
+def _derived_handle(handle: Any, **options: Any) -> Any:
+    """``handle.options(**options)``, by value unless BY_REFERENCE_ENV is set.
+
+    Requests and replies here are small dicts that are never passed on as
+    object refs, so the object store only adds cost: by value, a call costs
+    the gateway and the model replica about half the CPU (see
+    benchmarks/results/ingress.md). A Ray without the option keeps its default.
+    """
+    if os.environ.get(BY_REFERENCE_ENV, "0") != "1":
+        try:
+            return handle.options(_by_reference=False, **options)
+        except TypeError:
+            pass
+    return handle.options(**options)
 
 
 class LocalModelBackend:
@@ -16,12 +37,32 @@ class LocalModelBackend:
 
     kind = "local"
 
-    def __init__(self, model_id: str, handle: Any):
+    def __init__(self, model_id: str, handle: Any, task: str = "generate"):
         self.model_id = model_id
         self.handle = handle
+        self.task = task  # ModelTask value: "generate" or "transcription"
+        # Derived handles share the router; made once, not per request.
+        self._stream_handle = None
+        self._complete_handle = None
+        self._transcribe_handle = None
 
     def stream(self, payload: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        return self.handle.options(stream=True).generate.remote(payload)
+        """Deltas of a streamed request."""
+        if self._stream_handle is None:
+            self._stream_handle = _derived_handle(self.handle, stream=True, method_name="generate")
+        return self._stream_handle.remote(payload)
+
+    def complete(self, payload: Dict[str, Any]) -> Awaitable[Dict[str, Any]]:
+        """The whole answer of a non-streamed request in one reply."""
+        if self._complete_handle is None:
+            self._complete_handle = _derived_handle(self.handle, method_name="complete")
+        return self._complete_handle.remote(payload)
+
+    def transcribe(self, payload: Dict[str, Any]) -> Awaitable[Dict[str, Any]]:
+        """Speech to text of one decoded upload, in one reply."""
+        if self._transcribe_handle is None:
+            self._transcribe_handle = _derived_handle(self.handle, method_name="transcribe")
+        return self._transcribe_handle.remote(payload)
 
 
 class UpstreamBackend:
@@ -48,8 +89,8 @@ class UpstreamBackend:
             )
         return self._client
 
-    def headers(self) -> Dict[str, str]:
-        headers = {"content-type": "application/json"}
+    def headers(self, content_type: str = "application/json") -> Dict[str, str]:
+        headers = {"content-type": content_type}
         token = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -67,7 +108,9 @@ class ModelRouter:
     def __init__(self, args: GatewayArgs, handles: Dict[str, Any]):
         self._backends: Dict[str, Backend] = {}
         for model in args.models:
-            self._backends[model.model_id] = LocalModelBackend(model.model_id, handles[model.model_id])
+            self._backends[model.model_id] = LocalModelBackend(
+                model.model_id, handles[model.model_id], task=model.task.value
+            )
         for upstream in args.upstreams:
             backend = UpstreamBackend(upstream)
             for model_id in upstream.model_ids:
