@@ -13,7 +13,7 @@ CHECKOV_SPEC ?= checkov==3.3.30
 KUBERAY_CRDS ?= $(abspath ../shared/kuberay-crds)
 VALUES ?= values/dev.yaml
 
-.PHONY: setup test render run schema docs pack-runtime lint plan bench bench-chart
+.PHONY: setup test render run schema docs pack-runtime lint plan bench bench-chart bench-ingress
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,12 @@ pack-runtime: setup
 ## Benchmarks (benchmarks/README.md). bench-chart: validate and lint against helm template on
 ## generated fleets, and rendered object sizes against the API server's limits; writes
 ## benchmarks/results/chart.{json,md}. BENCH_ARGS="--sizes 10,100 --repeat 3" for a quick run.
-bench: bench-chart
+bench: bench-chart bench-ingress
 bench-chart: setup
 	RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(PY) benchmarks/bench_chart.py $(BENCH_ARGS)
+
+## bench-ingress: our gateway path (build_gateway ingress + router + fake engine) vs a bare
+## Ray Serve deployment on loopback, same fixed delay; writes benchmarks/results/ingress.{json,md}.
+## INGRESS_BENCH_ARGS="--concurrency 1,16 --requests 200 --rounds 1" for a quick run.
+bench-ingress: setup
+	$(PY) benchmarks/bench_ingress.py $(INGRESS_BENCH_ARGS)
