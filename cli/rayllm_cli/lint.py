@@ -67,47 +67,106 @@ def _llm_config_class() -> type:
     return LLMConfig
 
 
-def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
-    """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file."""
-    from pydantic import ValidationError
-    import logging
-
-    import contextlib
-    import sys
-
-    logging.getLogger("ray").setLevel(logging.ERROR)
-    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
-    with contextlib.redirect_stdout(sys.stderr):  # keep library chatter out of our (JSON) stdout
-        from ray.serve.schema import ServeDeploySchema
-
-        LLMConfig = _llm_config_class()
-    load = _yaml_loader()
-
-    out: List[ValuesFinding] = []
+def _ray_items(docs: List[dict]) -> List[tuple]:
+    """(schema, where, text) of everything Ray's own models check: serveConfigV2 and each model file."""
+    items = []
     for d in docs:
         if d.get("kind") == "RayService":
-            name = f"RayService/{d.get('metadata', {}).get('name')}"
             text = (d.get("spec") or {}).get("serveConfigV2")
-            if not isinstance(text, str):
-                continue
-            try:
-                ServeDeploySchema.model_validate(yaml.load(text, Loader=load))
-            except (ValidationError, yaml.YAMLError, ValueError) as exc:
-                out.append(ValuesFinding("ray:ServeDeploySchema", ERROR, f"{name} spec.serveConfigV2",
-                                         f"Ray Serve rejects serveConfigV2: {str(exc)[:800]}",
-                                         expected="a valid Ray Serve config",
-                                         fix="check customApps / llmApps settings"))
+            if isinstance(text, str):
+                items.append(("ServeDeploySchema", f"RayService/{d.get('metadata', {}).get('name')} spec.serveConfigV2",
+                              text))
         labels = ((d.get("metadata") or {}).get("labels") or {})
         if d.get("kind") == "ConfigMap" and labels.get("app.kubernetes.io/component") == "model-config":
             for key, text in (d.get("data") or {}).items():
-                where = f"ConfigMap/{d['metadata'].get('name')} data.{key}"
+                items.append(("LLMConfig", f"ConfigMap/{d['metadata'].get('name')} data.{key}", text))
+    return items
+
+
+def _verdict_cache_dir() -> Optional[Path]:
+    """Where Ray's verdicts are cached, keyed by content and library versions; None when off.
+
+    Importing Ray Serve and its LLM config models costs ~2.5 s of CPU (they pull
+    in transformers and torch) before the first check, several times what the rest
+    of lint costs. A verdict depends only on the text checked and the versions of
+    Ray and pydantic, so a re-lint of unchanged model files (the common case in a
+    pre-commit hook or CI) needs no Ray import at all. ``RAYLLM_CACHE_DIR=off``
+    turns it off.
+    """
+    from importlib import metadata
+
+    env = os.environ.get("RAYLLM_CACHE_DIR", "")
+    if env.lower() in ("0", "off", "false", "no"):
+        return None
+    try:
+        versions = f"ray={metadata.version('ray')};pydantic={metadata.version('pydantic')}"
+    except metadata.PackageNotFoundError:
+        return None
+    import hashlib
+
+    tag = hashlib.sha256(versions.encode()).hexdigest()[:16]
+    base = Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm"
+    return base / "ray-verdicts" / tag
+
+
+def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
+    """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file."""
+    import hashlib
+    import json
+
+    items = _ray_items(docs)
+    cache = _verdict_cache_dir()
+    verdicts: dict = {}  # index -> error text or None
+    keys = [hashlib.sha256(f"{schema}\0{text}".encode()).hexdigest() for schema, _w, text in items]
+    if cache is not None:
+        for i, key in enumerate(keys):
+            try:
+                verdicts[i] = json.loads((cache / f"{key}.json").read_text())["error"]
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+    todo = [i for i in range(len(items)) if i not in verdicts]
+    if todo:
+        from pydantic import ValidationError
+        import logging
+
+        import contextlib
+        import sys
+
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+        with contextlib.redirect_stdout(sys.stderr):  # keep library chatter out of our (JSON) stdout
+            from ray.serve.schema import ServeDeploySchema
+
+            models = {"ServeDeploySchema": ServeDeploySchema, "LLMConfig": _llm_config_class()}
+        load = _yaml_loader()
+        for i in todo:
+            schema, _where, text = items[i]
+            try:
+                models[schema].model_validate(yaml.load(text, Loader=load))
+                verdicts[i] = None
+            except (ValidationError, yaml.YAMLError, ValueError, TypeError) as exc:
+                verdicts[i] = str(exc)[:800]
+            if cache is not None:
                 try:
-                    LLMConfig.model_validate(yaml.load(text, Loader=load))
-                except (ValidationError, yaml.YAMLError, ValueError, TypeError) as exc:
-                    out.append(ValuesFinding("ray:LLMConfig", ERROR, where,
-                                             f"Ray's LLMConfig rejects this model file: {str(exc)[:800]}",
-                                             expected="a valid ray.serve.llm.LLMConfig",
-                                             fix="fix the model's Ray sections (model_loading_config, engine_kwargs, ...)"))
+                    cache.mkdir(parents=True, exist_ok=True)
+                    tmp = cache / f".{keys[i]}.{os.getpid()}.tmp"
+                    tmp.write_text(json.dumps({"error": verdicts[i]}))
+                    os.replace(tmp, cache / f"{keys[i]}.json")  # atomic: a reader never sees half a verdict
+                except OSError:
+                    pass  # a read-only cache only costs time
+
+    out: List[ValuesFinding] = []
+    for i, (schema, where, _text) in enumerate(items):
+        error = verdicts.get(i)
+        if error is None:
+            continue
+        if schema == "ServeDeploySchema":
+            out.append(ValuesFinding("ray:ServeDeploySchema", ERROR, where, f"Ray Serve rejects serveConfigV2: {error}",
+                                     expected="a valid Ray Serve config", fix="check customApps / llmApps settings"))
+        else:
+            out.append(ValuesFinding("ray:LLMConfig", ERROR, where, f"Ray's LLMConfig rejects this model file: {error}",
+                                     expected="a valid ray.serve.llm.LLMConfig",
+                                     fix="fix the model's Ray sections (model_loading_config, engine_kwargs, ...)"))
     return out
 
 

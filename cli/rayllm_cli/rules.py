@@ -705,7 +705,7 @@ def runtime_roots(mode: str) -> List[Tuple[str, Path]]:
 
 @functools.lru_cache(maxsize=1)
 def app_builders() -> Optional[Dict[str, Any]]:
-    """``rayllm_runtime.apps.APP_BUILDERS`` when it imports (it needs Ray); None otherwise."""
+    """The runtime's builder registry (``rayllm_runtime.config.APP_ARGS_MODELS``, Ray-free); None if absent."""
     try:
         src = str(REPO / "runtime")
         if importlib.util.find_spec("rayllm_runtime") is None and os.path.isdir(src):
@@ -714,9 +714,9 @@ def app_builders() -> Optional[Dict[str, Any]]:
 
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
         with contextlib.redirect_stdout(sys.stderr):
-            from rayllm_runtime.apps import APP_BUILDERS  # type: ignore
+            from rayllm_runtime.config import APP_ARGS_MODELS  # type: ignore
 
-        return dict(APP_BUILDERS)
+        return dict(APP_ARGS_MODELS)
     except Exception:
         return None
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, Type, Union
 from pydantic import BaseModel
 from ray.serve import Application
 
-from rayllm_runtime.config import GatewayArgs
+from rayllm_runtime.config import APP_ARGS_MODELS, GatewayArgs
 
 
 def build_gateway(args: GatewayArgs) -> Application:
@@ -30,10 +30,8 @@ def build_gateway(args: GatewayArgs) -> Application:
 
 
 #: import path -> args model, so tooling (the CLI) validates custom-app args
-#: with the same models the builders use.
-APP_BUILDERS: Dict[str, Type[BaseModel]] = {
-    "rayllm_runtime.apps:build_gateway": GatewayArgs,
-}
+#: with the same models the builders use (defined Ray-free in config.py).
+APP_BUILDERS: Dict[str, Type[BaseModel]] = dict(APP_ARGS_MODELS)
 
 
 def validate_app_args(import_path: str, args: Union[Dict[str, Any], None]) -> BaseModel:

@@ -395,3 +395,10 @@ class GatewayArgs(RuntimeConfigModel):
             ids.extend(upstream.model_ids)
         return ids
 
+
+#: import path -> args model of each typed application builder. It lives here,
+#: not in apps.py, so tooling (``ray-llm validate``) checks custom-app args with
+#: the builders' own models without importing Ray Serve (seconds of start-up).
+APP_ARGS_MODELS: Dict[str, type] = {
+    "rayllm_runtime.apps:build_gateway": GatewayArgs,
+}
