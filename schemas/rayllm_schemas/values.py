@@ -26,6 +26,8 @@ QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 # The prefix of the custom Ray resource each tier's workers advertise; model
 # bundles ask for a sliver of it so they land only on that tier.
 TIER_RESOURCE_PREFIX = "rayllm-tier-"
+# Kubernetes int32 fields (replica counts, seconds) top out here.
+INT32_MAX = 2**31 - 1
 
 Quantity = Union[int, float, str]
 
@@ -92,7 +94,7 @@ class ImageValues(ChartModel):
 class AutoscalerOptions(ChartModel):
     """KubeRay's in-tree autoscaler sidecar settings."""
 
-    idle_timeout_seconds: int = Field(60, ge=0, description="Seconds a worker sits idle before it is removed.")
+    idle_timeout_seconds: int = Field(60, ge=0, le=INT32_MAX, description="Seconds a worker sits idle before it is removed.")
     upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = Field(
         "Default", description="How fast the autoscaler adds workers."
     )
@@ -187,10 +189,13 @@ class TierValues(PodPlacement):
         description="Memory of one GPU in GiB, for `ray-llm plan`; derived from acceleratorType when unset.",
     )
     gpu_resource_name: str = Field("nvidia.com/gpu", description="Kubernetes extended resource that carries the GPUs.")
-    min_replicas: int = Field(0, ge=0, description="Fewest workers; `0` scales the tier to zero when idle.")
-    max_replicas: int = Field(1, ge=0, description="Most workers the autoscaler may start.")
+    # le=INT32_MAX: KubeRay's worker group counts are int32; a larger number
+    # passes YAML and Helm but the API server rejects the RayService.
+    min_replicas: int = Field(0, ge=0, le=INT32_MAX, description="Fewest workers; `0` scales the tier to zero when idle.")
+    max_replicas: int = Field(1, ge=0, le=INT32_MAX, description="Most workers the autoscaler may start.")
     replicas: Optional[int] = Field(
-        None, ge=0, description="Workers at creation; defaults to minReplicas (the autoscaler owns it afterwards)."
+        None, ge=0, le=INT32_MAX,
+        description="Workers at creation; defaults to minReplicas (the autoscaler owns it afterwards)."
     )
     idle_timeout_seconds: Optional[int] = Field(
         None, ge=0, description="Per-tier idle timeout before the autoscaler removes a worker (overrides the global one)."

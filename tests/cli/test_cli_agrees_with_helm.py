@@ -70,6 +70,8 @@ BROKEN = [
      "serviceUnhealthySecondThreshold"),
     ("unknown-key", lambda v: _set(v, "tiers.small.gpuCount", 2), "gpuCount"),
     ("wrong-type", lambda v: _set(v, "tiers.small.gpusPerWorker", "two"), "gpusPerWorker"),
+    # KubeRay's replica counts are int32: the API server would reject a larger one.
+    ("int32-overflow", lambda v: _set(v, "tiers.small.maxReplicas", 3_000_000_000), "maxReplicas"),
 ]
 
 
