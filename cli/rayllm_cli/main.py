@@ -13,17 +13,28 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 
-try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itself
+# typer >= 0.20 vendors click as typer._click and no longer depends on click;
+# older typer uses click itself. Catch the exception classes of whichever is here
+# (both when both are installed), never requiring click.
+_EXC_MODULES = []
+try:
     from typer._click import exceptions as _tce  # type: ignore
+
+    _EXC_MODULES.append(_tce)
 except ImportError:  # pragma: no cover
-    _tce = click.exceptions
+    pass
+try:
+    import click.exceptions as _ce
+
+    _EXC_MODULES.append(_ce)
+except ImportError:  # pragma: no cover
+    pass
 
 
 def _classes(name: str) -> tuple:
-    found = [getattr(m, name) for m in (_tce, click.exceptions, typer) if hasattr(m, name)]
+    found = [getattr(m, name) for m in (*_EXC_MODULES, typer) if hasattr(m, name)]
     return tuple(dict.fromkeys(found))
 
 

@@ -25,6 +25,7 @@ import copy
 import datetime
 import gc
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -673,7 +674,27 @@ class Merged:
 
 
 def chart_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "charts" / "ray-llm"
+    """The ray-llm chart the CLI checks values against.
+
+    ``$RAYLLM_CHART`` first (the Helm plugin sets it to its checkout's chart);
+    then the source checkout this module lives in (an editable install); then
+    ``charts/ray-llm`` in the working directory or a parent (a wheel install run
+    from a clone). A wheel carries no chart, so without either it is a usage error.
+    """
+    env = os.environ.get("RAYLLM_CHART")
+    if env:
+        return Path(env).expanduser()
+    here = Path(__file__).resolve().parents[2] / "charts" / "ray-llm"
+    if (here / "Chart.yaml").is_file():
+        return here
+    cwd = Path.cwd().resolve()
+    for base in (cwd, *cwd.parents):
+        cand = base / "charts" / "ray-llm"
+        if (cand / "Chart.yaml").is_file():
+            return cand
+    raise UsageError("got no ray-llm chart: this install has none beside it and none was found under "
+                     "./charts/ray-llm or a parent directory",
+                     fix="set RAYLLM_CHART=/path/to/charts/ray-llm (or run from a ray-llm checkout)")
 
 
 def merge_values(

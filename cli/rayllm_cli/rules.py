@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import ERROR, NOTICE, WARNING, ValuesFinding, mask
-from .merge import Merged, format_path
+from .errors import ERROR, NOTICE, WARNING, RayLLMError, ValuesFinding, mask
+from .merge import Merged, chart_dir, format_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -695,7 +695,10 @@ def _top_level_names(path: Path) -> set:
 
 
 def runtime_roots(mode: str) -> List[Tuple[str, Path]]:
-    packed = REPO / "charts" / "ray-llm" / "files" / "rayllm_runtime"
+    try:
+        packed = chart_dir() / "files" / "rayllm_runtime"
+    except RayLLMError:  # no chart here: only the installed runtime can be checked
+        packed = REPO / "charts" / "ray-llm" / "files" / "rayllm_runtime"
     source = REPO / "runtime" / "rayllm_runtime"
     roots = [("the chart's packed runtime (charts/ray-llm/files)", packed), ("runtime/", source)]
     if mode == "image":

@@ -63,6 +63,12 @@ find_repo() {
   return 1
 }
 
+# The CLI checks values against the chart of this plugin's checkout (a ray-llm
+# installed from a wheel carries no chart of its own).
+if [ -z "${RAYLLM_CHART:-}" ] && repo_for_chart=$(find_repo) && [ -f "$repo_for_chart/charts/ray-llm/Chart.yaml" ]; then
+  export RAYLLM_CHART="$repo_for_chart/charts/ray-llm"
+fi
+
 if [ -n "${RAYLLM_CLI:-}" ]; then
   if [ -n "$RAYLLM_DEBUG" ]; then exec "$RAYLLM_CLI" --debug "$@"; fi
   exec "$RAYLLM_CLI" "$@"
