@@ -3,9 +3,12 @@ splitting `helm template` output, ObjectMeta checks."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
 
 import yaml
 
@@ -342,3 +345,46 @@ def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
     order = {ERROR: 0, WARNING: 1, NOTICE: 2}
     return sorted(findings, key=lambda x: (order.get(x.severity, 3), x.source or "",
                                            x.obj, x.path))
+
+
+# --------------------------------------------------------------------------- on-disk cache
+
+ENV_CACHE_DIR = "RAYLLM_CACHE_DIR"
+
+
+def user_cache_dir(*parts: str) -> Optional[Path]:
+    """``$RAYLLM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/ray-llm``, else ``~/.cache/ray-llm``) joined
+    with ``parts``; None when the variable says ``off`` (or 0/false/no)."""
+    env = os.environ.get(ENV_CACHE_DIR, "")
+    if env.lower() in ("0", "off", "false", "no"):
+        return None
+    base = (Path(env).expanduser() if env else
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm")
+    return base.joinpath(*parts)
+
+
+def read_json_cache(path: Optional[Path]) -> Any:
+    """The JSON stored at path, or None when there is none (or it is unreadable)."""
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_json_cache(path: Optional[Path], data: Any) -> None:
+    """Store data at path atomically (a reader never sees half a file); a cache that
+    cannot be written only costs time, so failures are ignored."""
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass

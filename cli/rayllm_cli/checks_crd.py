@@ -42,7 +42,10 @@ from .checks_common import (
     format_path,
     metadata_findings,
     object_ref,
+    read_json_cache,
     source_of,
+    user_cache_dir,
+    write_json_cache,
 )
 from .helm_tools import repo_root, tools_dir
 
@@ -236,9 +239,6 @@ _TOP_METADATA = {
 }
 
 
-ENV_CACHE_DIR = "RAYLLM_CACHE_DIR"
-
-
 def _schema_cache_file(kind: str, version: str) -> Path | None:
     """Where the strict schema built from the CRD file's current bytes is cached, or
     None when caching is off (``$RAYLLM_CACHE_DIR`` = ``off``) or impossible.
@@ -250,8 +250,8 @@ def _schema_cache_file(kind: str, version: str) -> Path | None:
     import hashlib
     import sys
 
-    env = os.environ.get(ENV_CACHE_DIR, "")
-    if env.lower() in ("0", "off", "false", "no"):
+    base = user_cache_dir("crd-schemas")
+    if base is None:
         return None
     try:
         crd_bytes = locate_kuberay_crds(kind).read_bytes()
@@ -260,34 +260,17 @@ def _schema_cache_file(kind: str, version: str) -> Path | None:
     except OSError:
         return None
     digest.update(f"\0{kind}\0{version}\0{sys.version_info[:2]}".encode())
-    base = (Path(env).expanduser() if env else
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm")
-    return base / "crd-schemas" / f"{kind.lower()}-{version}-{digest.hexdigest()[:32]}.json"
+    return base / f"{kind.lower()}-{version}-{digest.hexdigest()[:32]}.json"
 
 
 def strict_schema(kind: str = "RayService", version: str = "v1") -> dict:
     """The strict Draft-07 schema for ``ray.io/<version>`` ``kind`` (cached on disk,
     see :func:`_schema_cache_file`)."""
-    import json
-
     cache = _schema_cache_file(kind, version)
-    if cache is not None:
-        try:
-            return json.loads(cache.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass
-    schema = _build_strict_schema(kind, version)
-    if cache is not None:
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(schema, separators=(",", ":")), encoding="utf-8")
-            os.replace(tmp, cache)
-        except (OSError, TypeError, ValueError):  # unwritable, or not JSON data: no cache
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+    schema = read_json_cache(cache)
+    if schema is None:
+        schema = _build_strict_schema(kind, version)
+        write_json_cache(cache, schema)
     return schema
 
 

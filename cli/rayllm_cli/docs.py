@@ -16,7 +16,9 @@ END = "<!-- values-table:end -->"
 
 
 def default_readme() -> Path:
-    return Path(__file__).resolve().parents[2] / "charts" / "ray-llm" / "README.md"
+    from .merge import chart_dir
+
+    return chart_dir() / "README.md"
 
 
 def _model_of(ann: Any) -> Any:

@@ -10,7 +10,7 @@ Exit codes (documented in ``ray-llm --help`` and the README):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 EXIT_OK = 0
 EXIT_INVALID = 1

@@ -93,37 +93,37 @@ def _verdict_cache_dir() -> Optional[Path]:
     pre-commit hook or CI) needs no Ray import at all. ``RAYLLM_CACHE_DIR=off``
     turns it off.
     """
+    import hashlib
     from importlib import metadata
 
-    env = os.environ.get("RAYLLM_CACHE_DIR", "")
-    if env.lower() in ("0", "off", "false", "no"):
-        return None
+    from .checks_common import user_cache_dir
+
     try:
         versions = f"ray={metadata.version('ray')};pydantic={metadata.version('pydantic')}"
     except metadata.PackageNotFoundError:
         return None
-    import hashlib
-
-    tag = hashlib.sha256(versions.encode()).hexdigest()[:16]
-    base = Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm"
-    return base / "ray-verdicts" / tag
+    return user_cache_dir("ray-verdicts", hashlib.sha256(versions.encode()).hexdigest()[:16])
 
 
 def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
     """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file."""
     import hashlib
-    import json
+
+    from .checks_common import read_json_cache, write_json_cache
 
     items = _ray_items(docs)
     cache = _verdict_cache_dir()
+    def cache_file(schema: str, text: str) -> Optional[Path]:
+        if cache is None:
+            return None
+        return cache / (hashlib.sha256((schema + "\0" + text).encode()).hexdigest() + ".json")
+
+    files = [cache_file(schema, text) for schema, _w, text in items]
     verdicts: dict = {}  # index -> error text or None
-    keys = [hashlib.sha256(f"{schema}\0{text}".encode()).hexdigest() for schema, _w, text in items]
-    if cache is not None:
-        for i, key in enumerate(keys):
-            try:
-                verdicts[i] = json.loads((cache / f"{key}.json").read_text())["error"]
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+    for i, path in enumerate(files):
+        hit = read_json_cache(path)
+        if isinstance(hit, dict) and "error" in hit:
+            verdicts[i] = hit["error"]
     todo = [i for i in range(len(items)) if i not in verdicts]
     if todo:
         from pydantic import ValidationError
@@ -146,14 +146,7 @@ def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
                 verdicts[i] = None
             except (ValidationError, yaml.YAMLError, ValueError, TypeError) as exc:
                 verdicts[i] = str(exc)[:800]
-            if cache is not None:
-                try:
-                    cache.mkdir(parents=True, exist_ok=True)
-                    tmp = cache / f".{keys[i]}.{os.getpid()}.tmp"
-                    tmp.write_text(json.dumps({"error": verdicts[i]}))
-                    os.replace(tmp, cache / f"{keys[i]}.json")  # atomic: a reader never sees half a verdict
-                except OSError:
-                    pass  # a read-only cache only costs time
+            write_json_cache(files[i], {"error": verdicts[i]})
 
     out: List[ValuesFinding] = []
     for i, (schema, where, _text) in enumerate(items):

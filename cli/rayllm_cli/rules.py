@@ -614,17 +614,6 @@ def _env_list(ctx: Context) -> Iterator[Tuple[Tuple[Any, ...], Any]]:
                 yield ("tiers", tname, "env", i), e
 
 
-def _keyed_values(path: Tuple[Any, ...], tree: Any) -> Iterator[Tuple[Tuple[Any, ...], Any, Any]]:
-    """(path, key, value) of every mapping entry under tree, depth first."""
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            yield path + (k,), k, v
-            yield from _keyed_values(path + (k,), v)
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            yield from _keyed_values(path + (i,), v)
-
-
 @rule("RL009", "no secrets written inline in values")
 def rule_secrets(ctx: Context) -> Iterator[ValuesFinding]:
     flagged = set()
@@ -647,9 +636,10 @@ def rule_secrets(ctx: Context) -> Iterator[ValuesFinding]:
     copied = [(("models", n, "engine_kwargs"), m.get("engine_kwargs")) for n, m in ctx.models().items()]
     copied += [(("customApps", n, "args"), a.get("args")) for n, a in ctx.custom_apps().items()]
     for base_path, tree in copied:
-        for path, key, val in _keyed_values(base_path, tree):
+        for path, val in _walk(tree, base_path):
+            key = path[-1] if len(path) > len(base_path) else None
             inline = (isinstance(val, str) and val != "") or (isinstance(val, list) and val and isinstance(val[0], str))
-            if inline and SECRETISH_KEY.search(str(key)):
+            if inline and isinstance(key, str) and SECRETISH_KEY.search(key):
                 flagged.add(path)
                 yield ctx.finding("RL009", ERROR, path, f"key {key!r} holds an inline secret", mask(val),
                                   "secrets only through a Kubernetes Secret",
@@ -696,14 +686,14 @@ def _top_level_names(path: Path) -> set:
 
 def runtime_roots(mode: str) -> List[Tuple[str, Path]]:
     try:
-        packed = chart_dir() / "files" / "rayllm_runtime"
-    except RayLLMError:  # no chart here: only the installed runtime can be checked
-        packed = REPO / "charts" / "ray-llm" / "files" / "rayllm_runtime"
+        packed: Optional[Path] = chart_dir() / "files" / "rayllm_runtime"
+    except RayLLMError:  # no chart here: only the runtime sources can be checked
+        packed = None
     source = REPO / "runtime" / "rayllm_runtime"
     roots = [("the chart's packed runtime (charts/ray-llm/files)", packed), ("runtime/", source)]
     if mode == "image":
         roots.reverse()
-    return [(label, p) for label, p in roots if p.is_dir()]
+    return [(label, p) for label, p in roots if p is not None and p.is_dir()]
 
 
 @functools.lru_cache(maxsize=1)

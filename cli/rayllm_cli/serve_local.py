@@ -29,11 +29,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from .errors import ERROR, RayLLMError, UsageError
+from .errors import RayLLMError, UsageError
 
 MODEL_SOURCES = ("auto", "values", "tiny")
-# Where the tiny offline model is cached between runs.
-TINY_CACHE = Path(os.environ.get("RAYLLM_CACHE_DIR", Path.home() / ".cache" / "ray-llm")) / "tiny-model"
 
 
 @dataclass
@@ -135,19 +133,16 @@ def layout_release(docs: Sequence[dict], root: Path) -> LocalLayout:
     return layout
 
 
-def openai_models(serve_config: Mapping[str, Any]) -> List[Tuple[str, str, Any]]:
+def openai_models(serve_config: Mapping[str, Any], base_dir: Path) -> List[Tuple[str, str, Any]]:
     """(app name, model_id, model_source) of every LLMConfig of the build_openai_app apps."""
-    from rayllm_runtime.local_run import OPENAI_APP_IMPORT_PATHS
+    from rayllm_runtime.local_run import OPENAI_APP_IMPORT_PATHS, _load_llm_config
 
     found = []
     for app in serve_config.get("applications") or []:
         if app.get("import_path") not in OPENAI_APP_IMPORT_PATHS:
             continue
         for entry in (app.get("args") or {}).get("llm_configs") or []:
-            cfg = entry
-            if isinstance(entry, str):
-                cfg = yaml.safe_load(Path(entry).read_text(encoding="utf-8"))
-            loading = (cfg or {}).get("model_loading_config") or {}
+            loading = _load_llm_config(entry, base_dir).get("model_loading_config") or {}
             found.append((app.get("name", ""), loading.get("model_id", ""), loading.get("model_source")))
     return found
 
@@ -203,10 +198,13 @@ def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str
     return choices
 
 
-def _build_tiny() -> str:
+def _build_tiny(scratch: Path) -> str:
+    """Build (or reuse) the tiny offline model in the user cache; in ``scratch`` when caching is off."""
     from rayllm_runtime.testing import build_tiny_model
 
-    return str(build_tiny_model(TINY_CACHE))
+    from .checks_common import user_cache_dir
+
+    return str(build_tiny_model(user_cache_dir("tiny-model") or scratch / "tiny-model"))
 
 
 def smoke_request(base_url: str, route_prefix: str, model_id: str, timeout: float = 120.0) -> str:
@@ -272,10 +270,11 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
         say(f"rendered release {release!r}; {len(layout.files)} mounted file(s) laid out under {root}")
         have_gpu = local_run.gpu_available() if gpu is None else gpu
         overrides: Dict[str, str] = dict(model_overrides)
+        models = openai_models(layout.serve_config, root)
         if not have_gpu:
-            choices = choose_models(openai_models(layout.serve_config), model_overrides, model_source)
+            choices = choose_models(models, model_overrides, model_source)
             if any(not c.source for c in choices):
-                tiny = _build_tiny()
+                tiny = _build_tiny(root)
                 for c in choices:
                     if not c.source:
                         c.source = tiny
@@ -296,7 +295,7 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
                 say(f"app {name}: {url}/v1  (OpenAI-compatible)")
             say(f"ready: {served.base_url}")
             if once:
-                for app_name, model_id, _src in openai_models(layout.serve_config):
+                for app_name, model_id, _src in models:
                     reply = smoke_request(served.base_url, routes[app_name], model_id)
                     say(f"chat completion from {model_id} via {app_name}: {reply!r}")
                 return 0
@@ -336,4 +335,4 @@ def parse_model_overrides(pairs: Sequence[str]) -> Dict[str, str]:
     return out
 
 
-__all__ = ["run_local", "layout_release", "choose_models", "parse_model_overrides", "ERROR"]
+__all__ = ["run_local", "layout_release", "choose_models", "openai_models", "parse_model_overrides"]
