@@ -197,6 +197,8 @@ def run_command(
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to lay out the mounted files (default: a temp dir, removed at exit)."),
     once: bool = typer.Option(False, "--once", help="Deploy, send one chat completion per model, print it, shut down."),
     release: str = typer.Option("llm", "--release", help="Release name for helm template."),
+    deploy_timeout: float = typer.Option(300.0, "--deploy-timeout",
+                                         help="Seconds to wait for every app to be RUNNING before failing (exit 1)."),
 ) -> None:
     """Deploy the serveConfigV2 the chart renders onto a local Ray (no Kubernetes) and print the endpoint."""
     from .serve_local import parse_model_overrides, run_local
@@ -208,7 +210,8 @@ def run_command(
 
     raise typer.Exit(run_local(values or [], set_ or [], set_string or [], host=host, port=port,
                                model_overrides=overrides, model_source=model_source, gpu=gpu, num_cpus=num_cpus,
-                               workdir=workdir, once=once, release=release, say=say))
+                               workdir=workdir, once=once, release=release, say=say,
+                               deploy_timeout_s=deploy_timeout))
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -234,7 +234,8 @@ def _port_free(host: str, port: int) -> bool:
 
 def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, host: str, port: int,
               model_overrides: Mapping[str, str], model_source: str, gpu: Optional[bool], num_cpus: Optional[int],
-              workdir: Optional[Path], once: bool, release: str, say: Callable[[str], None]) -> int:
+              workdir: Optional[Path], once: bool, release: str, say: Callable[[str], None],
+              deploy_timeout_s: float = 300.0) -> int:
     """The whole ``ray-llm run``; returns the exit code."""
     from .lint import helm_template
     from .validate import validate_values
@@ -282,10 +283,15 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
             for c in choices:
                 overrides[c.model_id] = c.source
                 say(f"model {c.model_id}: cpu engine, weights {c.source} ({c.why})")
-        served = local_run.run_serve_config(
-            layout.serve_config, host=host, port=port, model_overrides=overrides, num_cpus=num_cpus,
-            base_dir=root, use_gpu=have_gpu, ray_resources=layout.ray_resources,
-        )
+        try:
+            served = local_run.run_serve_config(
+                layout.serve_config, host=host, port=port, model_overrides=overrides, num_cpus=num_cpus,
+                base_dir=root, use_gpu=have_gpu, ray_resources=layout.ray_resources,
+                deploy_timeout_s=deploy_timeout_s,
+            )
+        except local_run.LocalRunError as exc:
+            local_run.shutdown()
+            raise RayLLMError(message=str(exc)) from None
         try:
             for notice in served.notices:
                 say(f"note: {notice}")

@@ -149,6 +149,7 @@ def run_serve_config(
     base_dir: Optional[os.PathLike] = None,
     use_gpu: Optional[bool] = None,
     ray_resources: Optional[Mapping[str, float]] = None,
+    deploy_timeout_s: Optional[float] = None,
 ) -> LocalRunResult:
     """Deploy every application of a serveConfigV2 dict onto a local Ray.
 
@@ -167,6 +168,10 @@ def run_serve_config(
         ray_resources: custom resources for a Ray started here, e.g. the
             worker groups' ``rayllm-tier-*`` and ``accelerator_type:*`` so that
             placement bundles that ask for them schedule on this one node.
+        deploy_timeout_s: fail with LocalRunError (naming the deployments still
+            waiting and why) when the apps are not RUNNING after this long,
+            instead of waiting forever (e.g. replicas asking for more CPUs than
+            the local Ray has). None waits as ``serve.run`` does.
     Returns:
         LocalRunResult with the base URL, app names and notices.
     """
@@ -210,8 +215,17 @@ def run_serve_config(
         _started_ray = True
     serve.start(http_options={"host": host, "port": port})
     for name, route_prefix, app in built:
-        serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
+        if deploy_timeout_s is None:
+            serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
+        else:
+            # serve._run(_blocking=False) submits without waiting (the public
+            # serve.run waits for RUNNING with no bound); Ray 2.60 has it.
+            from ray.serve.api import _run as serve_run
+
+            serve_run(app, _blocking=False, name=name, route_prefix=route_prefix)
         result.applications.append(name)
+    if deploy_timeout_s is not None:
+        _wait_running(result.applications, deploy_timeout_s)
     logger.info("serving %s at %s", result.applications, result.base_url)
 
     if blocking:
@@ -223,6 +237,45 @@ def run_serve_config(
         finally:
             shutdown()
     return result
+
+
+def _wait_running(names: List[str], timeout_s: float) -> None:
+    """Poll Serve until every app is RUNNING; a failed or stuck deploy raises LocalRunError."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = serve.status().applications
+        states = {n: apps.get(n) for n in names}
+        failed = [n for n, a in states.items() if a is not None and str(a.status).endswith("DEPLOY_FAILED")]
+        if failed:
+            details = "; ".join(f"{n}: {states[n].message or 'no message'}" for n in failed)
+            raise LocalRunError(f"got applications {failed} in DEPLOY_FAILED ({details}); expected RUNNING; "
+                                "fix the app's args or model files")
+        if all(a is not None and str(a.status).endswith("RUNNING") for a in states.values()):
+            return
+        if time.monotonic() > deadline:
+            waiting = []
+            for n, a in states.items():
+                for dname, d in ((a.deployments if a else {}) or {}).items():
+                    if not str(d.status).endswith("HEALTHY"):
+                        waiting.append(f"{n}/{dname}: {(d.message or str(d.status))[:300]}")
+            cpus = ray_cpus()
+            raise LocalRunError(
+                f"got applications not RUNNING after {timeout_s:g} s (waiting: {'; '.join(waiting) or 'unknown'}); "
+                f"expected every replica scheduled; the local Ray has {cpus:g} CPU(s) for scheduling: raise "
+                "--num-cpus (logical CPUs may exceed the machine's cores for a local trial) or disable models"
+            )
+        time.sleep(0.5)
+
+
+def ray_cpus() -> float:
+    import ray
+
+    try:
+        return float(ray.cluster_resources().get("CPU", 0.0))
+    except Exception:  # only used in an error message
+        return 0.0
 
 
 def shutdown() -> None:

@@ -95,7 +95,7 @@ def test_run_dev_values_serves_a_chat_completion_and_stops_on_ctrl_c(tiny_model_
     assert "ray-llm run: shut down" in text
     assert "Traceback" not in text
     assert not _port_open(port), "the Serve proxy still listens after shutdown"
-    assert not (tmp_path / "pod").exists() or laid_out[0].exists()  # --workdir is the user's: kept
+    assert laid_out[0].exists()  # --workdir is the user's: kept after shutdown
 
 
 def test_run_once_offline_builds_a_tiny_model(tmp_path):
@@ -111,3 +111,17 @@ def test_run_once_offline_builds_a_tiny_model(tmp_path):
     assert "chat completion from qwen2.5-0.5b-instruct via chat:" in out
     assert (tmp_path / "cache/tiny-model/config.json").is_file()
     assert "Traceback" not in out + proc.stderr
+
+
+def test_run_that_cannot_schedule_fails_clearly_instead_of_hanging(tmp_path):
+    """prod on a 1-CPU local Ray: its replicas never fit, so the deploy times out with a fix."""
+    port = free_port()
+    env = dict(os.environ, RAYLLM_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1",
+               RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.run(CLI + ["run", "-f", "values/prod.yaml", "--port", str(port), "--num-cpus", "1", "--cpu",
+                                 "--once", "--deploy-timeout", "15"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "not RUNNING after 15 s" in proc.stderr and "raise --num-cpus" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not _port_open(port), "the failed run left the Serve proxy listening"
