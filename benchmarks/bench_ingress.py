@@ -346,6 +346,7 @@ def run_benchmark(
     stream_fraction: float = 0.5,
     auth: bool = True,
     two_hop: bool = True,
+    colocated: bool = True,
     name: str = "ingress",
     baseline: Optional[Dict[str, Any]] = None,
     log=print,
@@ -374,6 +375,19 @@ def run_benchmark(
         auth={"enabled": auth, "api_keys_path": str(secret_dir) if auth else None},
         ingress_deployment={"max_ongoing_requests": max_ongoing, "ray_actor_options": small},
     )
+    # The same model with its engine inside the gateway replica (colocated: true): no second hop.
+    colocated_args = GatewayArgs(
+        models=[
+            {
+                "model_id": MODEL_ID,
+                "engine": "fake",
+                "engine_kwargs": {"response": RESPONSE_TEXT, "first_token_delay_s": delay_s},
+                "colocated": True,
+            }
+        ],
+        auth=gateway_args.auth,
+        ingress_deployment=gateway_args.ingress_deployment,
+    )
 
     info = machine_info()
     port = free_port()
@@ -385,6 +399,8 @@ def run_benchmark(
         serve.run(build_gateway(gateway_args), name="ours", route_prefix="/ours")
         if two_hop:
             serve.run(_make_two_hop_app(delay_s, max_ongoing), name="two_hop", route_prefix="/two_hop")
+        if colocated:
+            serve.run(build_gateway(colocated_args), name="colocated", route_prefix="/colocated")
         wait_http_ok(f"{base}/ours/healthz")
 
         targets = {
@@ -396,6 +412,8 @@ def run_benchmark(
         }
         if two_hop:
             targets["two_hop"] = (f"{base}/two_hop/v1/chat/completions", {"content-type": "application/json"})
+        if colocated:
+            targets["colocated"] = (f"{base}/colocated/v1/chat/completions", targets["ours"][1])
         names = list(targets)
 
         def body(stream: bool) -> bytes:
@@ -426,7 +444,7 @@ def run_benchmark(
                     results[target].setdefault(mode, {})[str(c)] = merged
                     ttfb = f" ttfb p50 {merged['ttfb_ms'].get('p50')} ms" if stream else ""
                     log(
-                        f"c={c:<3} {mode:<6} {target:<7}: p50 {merged['latency_ms'].get('p50')} ms "
+                        f"c={c:<3} {mode:<6} {target:<9}: p50 {merged['latency_ms'].get('p50')} ms "
                         f"p99 {merged['latency_ms'].get('p99')} ms {merged['throughput_rps']} req/s{ttfb} "
                         f"errors {merged['errors'] or 0} client cpu {merged['client_cpu_cores']} cores"
                     )
@@ -438,6 +456,7 @@ def run_benchmark(
 
     overhead = _overhead(results, concurrency)
     overhead_vs_two_hop = _overhead(results, concurrency, reference="two_hop") if two_hop else None
+    overhead_colocated = _overhead(results, concurrency, subject="colocated") if colocated else None
     report = {
         "schema_version": SCHEMA_VERSION,
         "benchmark": "ingress",
@@ -453,6 +472,7 @@ def run_benchmark(
             "delay_ms": delay_ms,
             "auth": auth,
             "two_hop_reference": two_hop,
+            "colocated_target": colocated,
             "max_ongoing_requests": max_ongoing,
             "response_text": RESPONSE_TEXT,
             "target_overhead": TARGET_OVERHEAD,
@@ -463,6 +483,11 @@ def run_benchmark(
         # Ours vs the minimal two-hop app: what our own code adds beyond Serve's extra hop.
         "overhead_vs_two_hop": overhead_vs_two_hop,
         "within_target": all(o["within_target"] for o in overhead.values()),
+        # The same gateway with the model colocated in its replica (ModelConfig.colocated).
+        "overhead_colocated": overhead_colocated,
+        "within_target_colocated": (
+            all(o["within_target"] for o in overhead_colocated.values()) if overhead_colocated else None
+        ),
     }
     if baseline is not None:
         report["baseline"] = compare_with_baseline(report, baseline)
@@ -472,13 +497,14 @@ def run_benchmark(
     return report
 
 
-def _overhead(results: Dict[str, Any], concurrency: List[int], reference: str = "bare") -> Dict[str, Any]:
+def _overhead(results: Dict[str, Any], concurrency: List[int], reference: str = "bare",
+              subject: str = "ours") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for c in concurrency:
         key = str(c)
         entry: Dict[str, Any] = {}
         for mode in ("unary", "stream"):
-            bare, ours = results[reference][mode][key], results["ours"][mode][key]
+            bare, ours = results[reference][mode][key], results[subject][mode][key]
             p50_ratio = ours["latency_ms"]["p50"] / bare["latency_ms"]["p50"] if bare["latency_ms"] else None
             p99_ratio = ours["latency_ms"]["p99"] / bare["latency_ms"]["p99"] if bare["latency_ms"] else None
             tput_ratio = ours["throughput_rps"] / bare["throughput_rps"] if bare["throughput_rps"] else None
@@ -541,7 +567,9 @@ def render_markdown(report: Dict[str, Any]) -> str:
         "",
         "`bare`: one Serve deployment answering a fixed body after the delay. "
         "`ours`: build_gateway ingress (auth, validation, audit, metrics) -> router -> fake engine deployment. "
-        "`two_hop` (when present): minimal ingress -> handle -> minimal engine deployment.",
+        "`two_hop` (when present): minimal ingress -> handle -> minimal engine deployment. "
+        "`colocated` (when present): the same build_gateway ingress with the model's engine inside its "
+        "replica (`colocated: true`), so no second Serve hop.",
         "The load generator runs on the same cores as Ray: `client cores` is its CPU use, "
         "`busy cores` the whole machine's.",
         "",
@@ -604,6 +632,26 @@ def render_markdown(report: Dict[str, Any]) -> str:
                 f"{fmt(v['p50_latency_ratio_vs_bare'])} | {fmt(v['throughput_ratio_vs_bare'])} |"
             )
         lines.append("")
+    colo = report.get("overhead_colocated")
+    if colo:
+        lines += [
+            f"## Overhead of our path with the model colocated (target: at most {int(cfg['target_overhead'] * 100)} %)",
+            "",
+            "`colocated` vs `bare`: the gateway's full code path (auth, validation, audit, metrics, OpenAI "
+            "bodies) with the engine in the gateway replica (`colocated: true` on the model).",
+            "",
+            "| concurrency | mode | p50 ratio | p99 ratio | throughput ratio | p50 overhead % | throughput overhead % | TTFB p50 ratio |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in cfg["concurrency"]:
+            for mode in ("unary", "stream"):
+                o = colo[str(c)][mode]
+                lines.append(
+                    f"| {c} | {mode} | {o['p50_latency_ratio']} | {o['p99_latency_ratio']} | {o['throughput_ratio']} | "
+                    f"{o['p50_overhead_pct']} | {o['throughput_overhead_pct']} | {o.get('ttfb_p50_ratio', '')} |"
+                )
+        lines += ["", f"Within target (colocated, non-streaming, every concurrency): "
+                  f"**{report['within_target_colocated']}**", ""]
     two = report.get("overhead_vs_two_hop")
     if two:
         lines += [
@@ -642,6 +690,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--no-two-hop", action="store_true", help="skip the minimal two-hop reference app (faster run)"
     )
+    parser.add_argument(
+        "--no-colocated", action="store_true", help="skip the colocated-model target (faster run)"
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="output directory")
     parser.add_argument("--name", default="ingress", help="output file name without extension (default ingress)")
     parser.add_argument("--baseline", help="an earlier ingress.json to compare our path with (e.g. before a change)")
@@ -659,10 +710,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         per_client_cap=args.per_client_cap,
         auth=not args.no_auth,
         two_hop=not args.no_two_hop,
+        colocated=not args.no_colocated,
         name=args.name,
         baseline=json.loads(Path(args.baseline).read_text()) if args.baseline else None,
     )
-    print(f"wrote {Path(args.out) / args.name}.json and .md; within target: {report['within_target']}")
+    print(f"wrote {Path(args.out) / args.name}.json and .md; within target: {report['within_target']}"
+          f" (colocated: {report['within_target_colocated']})")
     return 0
 
 

@@ -206,6 +206,15 @@ class ModelConfig(RuntimeConfigModel):
     deployment: DeploymentOptions = Field(
         default_factory=DeploymentOptions, description="Ray Serve options of this model's deployment."
     )
+    colocated: bool = Field(
+        default=False,
+        description=(
+            "Run this model's engine inside the gateway's replicas instead of a deployment of its own: "
+            "no second Serve hop per request (lower latency and CPU), but the model then scales with "
+            "ingress_deployment, whose ray_actor_options must hold the engine's resources. At most one "
+            "colocated model per gateway; leave `deployment` unset for it."
+        ),
+    )
 
     @field_validator("model_id")
     @classmethod
@@ -386,6 +395,38 @@ class GatewayArgs(RuntimeConfigModel):
                 seen[model_id] = f"upstreams[{index}]"
         if not seen:
             raise ValueError("got no models and no upstreams; expected at least one model; add an entry to models")
+        return self
+
+    @model_validator(mode="after")
+    def _check_colocated(self) -> "GatewayArgs":
+        colocated = [m for m in self.models if m.colocated]
+        if len(colocated) > 1:
+            raise ValueError(
+                f"got colocated: true on {len(colocated)} models ({', '.join(m.model_id for m in colocated)}); "
+                "expected at most one per gateway, since every gateway replica would load all of them; keep "
+                "colocated on one and give the others their own deployment"
+            )
+        for model in colocated:
+            if model.deployment.model_dump(exclude_defaults=True):
+                raise ValueError(
+                    f"got deployment settings on colocated model {model.model_id!r}; expected none, since it runs "
+                    "inside the gateway's replicas; move them to ingress_deployment or set colocated: false"
+                )
+            gpus = self.ingress_deployment.ray_actor_options.num_gpus
+            if model.engine == EngineKind.vllm:
+                if not gpus:
+                    raise ValueError(
+                        f"got colocated vllm model {model.model_id!r} and ingress_deployment.ray_actor_options."
+                        f"num_gpus={gpus}; expected a GPU for the engine; set ingress_deployment.ray_actor_options."
+                        "num_gpus: 1 (and its accelerator_type/resources) or set colocated: false"
+                    )
+                util = model.engine_kwargs.get("gpu_memory_utilization")
+                if gpus < 1 and (util is None or float(util) > gpus):
+                    raise ValueError(
+                        f"got ingress num_gpus={gpus} with gpu_memory_utilization={util} on colocated model "
+                        f"{model.model_id!r}; expected gpu_memory_utilization <= {gpus}; set "
+                        "engine_kwargs.gpu_memory_utilization"
+                    )
         return self
 
     @property

@@ -87,10 +87,12 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk]) -> AsyncIterator[Gene
             task.cancel()  # client gone: the engine's own cleanup (abort) runs
 
 
-@serve.deployment(name="RayLLMModel", max_ongoing_requests=16, health_check_period_s=10)
-class RayLLMModelDeployment:
-    """Wraps one engine; the gateway calls ``generate`` with stream=True for
-    streamed requests and ``complete`` for the others.
+class ModelServer:
+    """One engine and the calls the gateway makes on it.
+
+    The model deployment below is this class in its own Serve replicas; a
+    colocated model (``ModelConfig.colocated``) is this class inside the
+    gateway's replica, called directly with no Serve hop in between.
 
     Payload: {"request_id", "kind": "chat"|"completion", "messages"|"prompt",
     "sampling": {...}}. ``generate`` yields {"text", "finish_reason", "usage"}
@@ -102,11 +104,13 @@ class RayLLMModelDeployment:
     "options": {...}} and returns {"text", "language", "duration_s", "usage"}.
     """
 
-    async def __init__(self, config: Dict[str, Any]):
+    def __init__(self, config: Dict[str, Any]):
         self.config = ModelConfig.model_validate(config)
         self.engine = create_engine(self.config)
-        await self.engine.start()
         self.requests_served = 0
+
+    async def start(self) -> None:
+        await self.engine.start()
 
     def _start(self, payload: Dict[str, Any]) -> AsyncIterator[GenerationChunk]:
         self.requests_served += 1
@@ -180,11 +184,25 @@ class RayLLMModelDeployment:
     async def check_health(self) -> None:
         await self.engine.check_health()
 
-    async def __del__(self):
+    async def shutdown(self) -> None:
         try:
             await self.engine.shutdown()
         except Exception:
             logger.debug("engine shutdown failed", exc_info=True)
+
+
+@serve.deployment(name="RayLLMModel", max_ongoing_requests=16, health_check_period_s=10)
+class RayLLMModelDeployment(ModelServer):
+    """A model in its own Serve deployment: one engine per replica. The gateway
+    calls ``generate`` with stream=True for streamed requests and ``complete``
+    for the others (see ModelServer for the payloads)."""
+
+    async def __init__(self, config: Dict[str, Any]):
+        ModelServer.__init__(self, config)
+        await self.start()
+
+    async def __del__(self):
+        await self.shutdown()
 
 
 def deployment_name(model_id: str) -> str:

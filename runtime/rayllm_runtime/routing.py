@@ -1,12 +1,13 @@
-"""Multi-model routing: request `model` -> local deployment or upstream app."""
+"""Multi-model routing: request `model` -> model deployment, colocated engine or upstream app."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any, AsyncIterator, Awaitable, Dict, List, Optional, Union
 
-from rayllm_runtime.config import GatewayArgs, UpstreamConfig
+from rayllm_runtime.config import GatewayArgs, ModelConfig, UpstreamConfig
 
 logger = logging.getLogger("rayllm.routing")
 
@@ -65,6 +66,54 @@ class LocalModelBackend:
         return self._transcribe_handle.remote(payload)
 
 
+class _InProcessStream:
+    """A colocated model's stream with the ``cancel()`` of a handle's stream,
+    so the gateway stops both kinds the same way when a client leaves."""
+
+    def __init__(self, stream: AsyncIterator[Dict[str, Any]]):
+        self._stream = stream
+
+    def __aiter__(self) -> "_InProcessStream":
+        return self
+
+    def __anext__(self) -> Awaitable[Dict[str, Any]]:
+        return self._stream.__anext__()
+
+    def cancel(self) -> None:
+        # Closing the generator runs the engine's own cleanup (abort).
+        task = asyncio.ensure_future(self._stream.aclose())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+class ColocatedModelBackend:
+    """A model whose engine runs in the gateway's own replica (``colocated: true``).
+
+    Same calls as LocalModelBackend, made directly on the in-process
+    ModelServer: no handle, no second Serve replica, no serialisation. That
+    removes the inter-deployment hop (the largest cost per request on a busy
+    node, see benchmarks/results/ingress.md); the model then scales with the
+    gateway's replicas.
+    """
+
+    kind = "colocated"
+
+    def __init__(self, model: ModelConfig):
+        from rayllm_runtime.deployment import ModelServer  # imports the engine registry
+
+        self.model_id = model.model_id
+        self.task = model.task.value
+        self.server = ModelServer(model.model_dump(mode="json"))
+
+    def stream(self, payload: Dict[str, Any]) -> _InProcessStream:
+        return _InProcessStream(self.server.generate(payload))
+
+    def complete(self, payload: Dict[str, Any]) -> Awaitable[Dict[str, Any]]:
+        return self.server.complete(payload)
+
+    def transcribe(self, payload: Dict[str, Any]) -> Awaitable[Dict[str, Any]]:
+        return self.server.transcribe(payload)
+
+
 class UpstreamBackend:
     """Another OpenAI-compatible server (e.g. a build_openai_app app).
 
@@ -101,20 +150,35 @@ class UpstreamBackend:
             await self._client.aclose()
 
 
-Backend = Union[LocalModelBackend, UpstreamBackend]
+Backend = Union[LocalModelBackend, ColocatedModelBackend, UpstreamBackend]
 
 
 class ModelRouter:
     def __init__(self, args: GatewayArgs, handles: Dict[str, Any]):
         self._backends: Dict[str, Backend] = {}
         for model in args.models:
-            self._backends[model.model_id] = LocalModelBackend(
-                model.model_id, handles[model.model_id], task=model.task.value
-            )
+            if model.colocated:
+                self._backends[model.model_id] = ColocatedModelBackend(model)
+            else:
+                self._backends[model.model_id] = LocalModelBackend(
+                    model.model_id, handles[model.model_id], task=model.task.value
+                )
         for upstream in args.upstreams:
             backend = UpstreamBackend(upstream)
             for model_id in upstream.model_ids:
                 self._backends[model_id] = backend
+
+    def _colocated(self) -> List[ColocatedModelBackend]:
+        return [b for b in self._backends.values() if isinstance(b, ColocatedModelBackend)]
+
+    async def start(self) -> None:
+        """Start the engines of colocated models (the replica is not ready before)."""
+        for backend in self._colocated():
+            await backend.server.start()
+
+    async def check_health(self) -> None:
+        for backend in self._colocated():
+            await backend.server.check_health()
 
     def resolve(self, model_id: str) -> Optional[Backend]:
         return self._backends.get(model_id)
@@ -123,6 +187,8 @@ class ModelRouter:
         return list(self._backends)
 
     async def close(self) -> None:
+        for colocated in self._colocated():
+            await colocated.server.shutdown()
         seen = set()
         for backend in self._backends.values():
             if isinstance(backend, UpstreamBackend) and id(backend) not in seen:

@@ -36,7 +36,7 @@ def test_bench_ingress_smoke(tmp_path):
     assert {"cpu_count_logical", "ray_version", "python", "rayllm_runtime_sha256"} <= set(report["machine"])
     assert report["config"]["concurrency"] == [1, 2] and report["config"]["delay_ms"] == 5
     assert isinstance(report["within_target"], bool)
-    for target in ("bare", "ours"):
+    for target in ("bare", "ours", "two_hop", "colocated"):
         for mode in ("unary", "stream"):
             for level in ("1", "2"):
                 cell = report["results"][target][mode][level]
@@ -46,7 +46,9 @@ def test_bench_ingress_smoke(tmp_path):
                 assert cell["ok"] == cell["requests"] and not cell["errors"], (target, mode, level, cell)
                 if mode == "stream":
                     assert {"p50", "p99"} <= set(cell["ttfb_ms"])
+    assert isinstance(report["within_target_colocated"], bool)
     for level in ("1", "2"):
+        assert set(report["overhead_colocated"][level]) == set(report["overhead"][level])
         overhead = report["overhead"][level]
         assert isinstance(overhead["within_target"], bool)
         assert {"p50_latency_ratio", "p99_latency_ratio", "throughput_ratio", "p50_overhead_pct",
@@ -55,5 +57,6 @@ def test_bench_ingress_smoke(tmp_path):
 
     markdown = (tmp_path / "ingress.md").read_text()
     assert markdown.startswith("# Ingress overhead benchmark")
-    for heading in ("## Non-streaming chat completions", "## Streaming (stream=true)", "## Overhead of our path"):
+    for heading in ("## Non-streaming chat completions", "## Streaming (stream=true)", "## Overhead of our path",
+                    "## Overhead of our path with the model colocated"):
         assert heading in markdown

@@ -65,6 +65,17 @@ def cluster(tiny_model_path, tmp_path_factory):
             )
         )
         serve.run(limited, name="limited", route_prefix="/limited")
+        # The same tiny model with its engine inside the gateway's replica.
+        colo = build_gateway(
+            GatewayArgs(
+                models=[
+                    {"model_id": "tiny", "engine": "cpu", "model_source": str(tiny_model_path), "colocated": True},
+                    {"model_id": "alpha", "engine": "fake", "engine_kwargs": {"response": ALPHA}, "deployment": SMALL_CPU},
+                ],
+                ingress_deployment=SMALL_CPU,
+            )
+        )
+        serve.run(colo, name="colo", route_prefix="/colo")
         wait_http_ok(f"{base}/healthz")
         yield base
     finally:
@@ -172,6 +183,31 @@ def test_router_reaches_the_right_deployment(client):
     assert after["alpha"]["requests_served"] - before["alpha"] == 1
     assert after["beta"]["requests_served"] - before["beta"] == 2
     assert after["alpha"]["pid"] != after["beta"]["pid"]
+
+
+def test_colocated_model_runs_in_the_gateway_replica(cluster, client):
+    """A colocated model has no deployment of its own, answers exactly like the
+    same model behind a deployment, streams, and its stream can be abandoned."""
+    from ray import serve
+
+    deployments = set(serve.status().applications["colo"].deployments)
+    assert deployments == {"RayLLMGateway", "RayLLMModel-alpha"}
+    colo = openai.OpenAI(base_url=f"{cluster}/colo/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in colo.models.list()] == ["tiny", "alpha"]
+    ask = dict(model="tiny", messages=[{"role": "user", "content": "Hello there"}], max_tokens=6, temperature=0)
+    in_gateway = colo.chat.completions.create(**ask)
+    via_deployment = client.chat.completions.create(**ask)
+    assert in_gateway.choices[0].message.content == via_deployment.choices[0].message.content
+    assert in_gateway.usage.completion_tokens == 6
+    streamed = "".join(c.choices[0].delta.content or "" for c in colo.chat.completions.create(**ask, stream=True) if c.choices)
+    assert streamed == in_gateway.choices[0].message.content
+    with httpx.stream("POST", f"{cluster}/colo/v1/completions", timeout=60,
+                      json={"model": "tiny", "prompt": "abandon me", "max_tokens": 40, "stream": True}) as response:
+        assert response.status_code == 200
+        next(response.iter_lines())  # read one event, then hang up
+    assert colo.chat.completions.create(**ask).choices[0].message.content == in_gateway.choices[0].message.content
+    alpha = colo.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "x"}])
+    assert alpha.choices[0].message.content == ALPHA
 
 
 def test_upstream_forwarding(client):

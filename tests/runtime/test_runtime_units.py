@@ -58,6 +58,81 @@ def test_gateway_args_rules_and_registry():
     assert APP_BUILDERS["rayllm_runtime.apps:build_gateway"] is GatewayArgs
 
 
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ({"models": [{"model_id": "a", "engine": "fake", "colocated": True},
+                     {"model_id": "b", "engine": "fake", "colocated": True}]},
+         "at most one per gateway"),
+        ({"models": [{"model_id": "a", "engine": "fake", "colocated": True,
+                      "deployment": {"num_replicas": 2}}]},
+         "move them to ingress_deployment"),
+        ({"models": [{"model_id": "a", "engine": "vllm", "colocated": True, "model_source": "x/y"}]},
+         "num_gpus: 1"),
+        ({"models": [{"model_id": "a", "engine": "vllm", "colocated": True, "model_source": "x/y"}],
+          "ingress_deployment": {"ray_actor_options": {"num_gpus": 0.5}}},
+         "gpu_memory_utilization <= 0.5"),
+    ],
+)
+def test_colocated_model_rules(args, needle):
+    with pytest.raises(ValidationError) as info:
+        GatewayArgs.model_validate(args)
+    assert needle in str(info.value)
+
+
+def test_colocated_model_allowed_shapes():
+    one = GatewayArgs.model_validate(
+        {"models": [{"model_id": "a", "engine": "vllm", "colocated": True, "model_source": "x/y"},
+                    {"model_id": "b", "engine": "fake"}],
+         "ingress_deployment": {"num_replicas": 2, "ray_actor_options": {"num_gpus": 1, "accelerator_type": "L4"}}}
+    )
+    assert [m.colocated for m in one.models] == [True, False]
+
+
+def test_colocated_backend_streams_and_cancels():
+    """The in-process backend: same dicts as the deployment, and cancel() aborts the engine."""
+    from rayllm_runtime.routing import ModelRouter
+
+    args = GatewayArgs.model_validate(
+        {"models": [{"model_id": "a", "engine": "fake", "colocated": True,
+                     "engine_kwargs": {"response": "one two three four", "token_delay_s": 0.05}}]}
+    )
+
+    async def main():
+        router = ModelRouter(args, handles={})
+        await router.start()
+        backend = router.resolve("a")
+        assert backend.kind == "colocated"
+        whole = await backend.complete({"request_id": "r1", "kind": "completion", "prompt": "x", "sampling": {}})
+        assert whole["text"] == "one two three four" and whole["finish_reason"] == "stop"
+        closed = []
+
+        async def slow(source, sampling, request_id):
+            from rayllm_runtime.engines import GenerationChunk
+
+            try:
+                for word in ("one ", "two ", "three "):
+                    yield GenerationChunk(text=word)
+                    await asyncio.sleep(0.05)
+            finally:
+                closed.append(request_id)  # where a real engine aborts the request
+
+        backend.server.engine.generate = slow
+        stream = backend.stream({"request_id": "r2", "kind": "completion", "prompt": "x", "sampling": {}})
+        first = await stream.__anext__()
+        assert first["text"] == "one "
+        stream.cancel()
+        for _ in range(50):
+            if closed:
+                break
+            await asyncio.sleep(0.02)
+        assert closed == ["r2"], "a cancelled stream must stop the engine's generation"
+        await router.check_health()
+        await router.close()
+
+    asyncio.run(main())
+
+
 def test_stop_filter_holds_back_partial_stop():
     f = StopSequenceFilter(["END"])
     out = f.feed("abc E") + f.feed("N") + f.feed("D tail")

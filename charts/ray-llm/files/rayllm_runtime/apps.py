@@ -15,7 +15,8 @@ from rayllm_runtime.config import APP_ARGS_MODELS, GatewayArgs
 
 
 def build_gateway(args: GatewayArgs) -> Application:
-    """OpenAI-compatible gateway + one deployment per model in ``args.models``.
+    """OpenAI-compatible gateway + one deployment per model in ``args.models``
+    (except colocated models, whose engines run in the gateway's replicas).
 
     Import path: ``rayllm_runtime.apps:build_gateway``.
     """
@@ -24,7 +25,8 @@ def build_gateway(args: GatewayArgs) -> Application:
 
     if not isinstance(args, GatewayArgs):
         args = GatewayArgs.model_validate(args)
-    handles = {model.model_id: bind_model(model) for model in args.models}
+    # A colocated model runs inside the gateway's replicas: no deployment of its own.
+    handles = {model.model_id: bind_model(model) for model in args.models if not model.colocated}
     ingress = RayLLMGateway.options(**args.ingress_deployment.to_serve_options())
     return ingress.bind(args.model_dump(mode="json"), handles)
 

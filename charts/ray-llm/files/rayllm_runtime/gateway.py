@@ -240,8 +240,12 @@ class GatewayCore:
 class RayLLMGateway:
     """OpenAI-compatible front door of one application."""
 
-    def __init__(self, args: Dict[str, Any], handles: Dict[str, Any]):
+    async def __init__(self, args: Dict[str, Any], handles: Dict[str, Any]):
         self.core = GatewayCore(GatewayArgs.model_validate(args), handles)
+        await self.core.router.start()  # colocated engines load before the replica takes traffic
+
+    async def check_health(self) -> None:
+        await self.core.router.check_health()
 
     def __serve_build_asgi_app__(self):
         # Built in the replica so routes close over this replica's core.
