@@ -23,14 +23,13 @@ try:
     from typer._click import exceptions as _tce  # type: ignore
 
     _EXC_MODULES.append(_tce)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    import click.exceptions as _ce
+except ImportError:  # pragma: no cover - older typer raises click's own classes
+    try:
+        import click.exceptions as _ce
 
-    _EXC_MODULES.append(_ce)
-except ImportError:  # pragma: no cover
-    pass
+        _EXC_MODULES.append(_ce)
+    except ImportError:
+        pass
 
 
 def _classes(name: str) -> tuple:

@@ -262,6 +262,20 @@ def test_rl010_good_gateway_passes(tmp_path):
     assert rule_hits(findings(tmp_path, v), "RL010", "error") == []
 
 
+def test_rl010_colocated_gateway_model(tmp_path):
+    """A colocated vllm model needs the GPU on the ingress; validate says where and how."""
+    v = base()
+    model = {"model_id": "qwen", "engine": "vllm", "model_source": "Qwen/Qwen2.5-0.5B-Instruct", "colocated": True}
+    v["customApps"] = {"gw": {"import_path": "rayllm_runtime.apps:build_gateway", "route_prefix": "/gw",
+                              "args": {"models": [model]}}}
+    errs = rule_hits(findings(tmp_path, v), "RL010", "error")
+    assert [f["path"] for f in errs] == ["customApps.gw.args"], errs
+    assert "ingress_deployment.ray_actor_options.num_gpus: 1" in errs[0]["message"]
+    v["customApps"]["gw"]["args"]["ingress_deployment"] = {
+        "num_replicas": 1, "ray_actor_options": {"num_gpus": 1, "accelerator_type": "L4"}}
+    assert rule_hits(findings(tmp_path, v), "RL010", "error") == []
+
+
 # ---------------------------------------------------------------- RL011 / RL012
 
 
