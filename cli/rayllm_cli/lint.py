@@ -11,8 +11,8 @@ from typing import Callable, List, Optional, Sequence
 
 import yaml
 
-from .errors import ERROR, NOTICE, WARNING, RayLLMError, ValuesFinding
-from .merge import chart_dir
+from .errors import ERROR, NOTICE, WARNING, ValuesFinding
+from .helm_run import HelmRun, LintRender, helm_command
 from .validate import Result, validate_values
 
 
@@ -29,23 +29,8 @@ class LintResult(Result):
 
 def helm_template(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], release: str,
                   namespace: str, chart: Optional[Path] = None) -> subprocess.CompletedProcess:
-    from .helm_tools import ToolError, find_helm
-
-    try:
-        helm = find_helm()
-    except ToolError as exc:
-        raise RayLLMError(message=f"no helm binary: {exc.message}", fix="put helm on PATH or run "
-                          "`python -m rayllm_cli.helm_tools fetch`")
-    helm_env = os.environ.get("HELM_BIN")
-    cmd = [helm_env if helm_env and os.path.exists(helm_env) else str(helm), "template", release,
-           str(chart or chart_dir()), "--namespace", namespace]
-    for f in files:
-        cmd += ["-f", str(f)]
-    for s in sets:
-        cmd += ["--set", s]
-    for s in set_strings:
-        cmd += ["--set-string", s]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    """Run ``helm template`` and wait for it (the chart's own, unless ``chart`` is given)."""
+    return HelmRun(helm_command(files, sets, set_strings, release, namespace, chart)).result()
 
 
 def _yaml_loader() -> type:
@@ -165,22 +150,39 @@ def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
 
 def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, strict: bool = False,
                 release: str = "ray-llm", namespace: str = "default", kubernetes_version: Optional[str] = None,
-                debug: Callable[[str], None] = lambda _m: None) -> LintResult:
-    base = validate_values(files, sets, set_strings, strict=strict)
+                debug: Callable[[str], None] = lambda _m: None, render: Optional[LintRender] = None) -> LintResult:
+    """validate, helm template, then every check on the rendered objects.
+
+    ``render``: a LintRender already started by the caller (the CLI starts it
+    before importing this module, so helm renders while Python loads the
+    checks); without one, lint starts its own.
+    """
+    if render is None:
+        with LintRender(files, sets, set_strings, release, namespace) as own:
+            return lint_values(files, sets, set_strings, strict=strict, release=release, namespace=namespace,
+                               kubernetes_version=kubernetes_version, debug=debug, render=own)
+    try:
+        base = validate_values(files, sets, set_strings, strict=strict)
+    except BaseException:
+        render.cancel()
+        raise
     result = LintResult(findings=list(base.findings), merged=base.merged, model=base.model, strict=strict)
     if base.merged is None or any(f.severity == ERROR for f in base.findings):
+        render.cancel()
         result.notes.append("rendering skipped: fix the values errors first")
         return result
-    proc = helm_template(files, sets, set_strings, release, namespace)
+    # Imported while helm may still be rendering (jsonschema and the Kubernetes schemas take a while).
+    from .checks_common import ManifestParseError
+    from .checks_crd import CrdNotFoundError
+    from .manifest_checks import check_rendered
+
+    proc = render.result()
     debug(f"helm template exited {proc.returncode}")
     if proc.returncode != 0:
         msg = proc.stderr.strip()[-2000:]
         result.findings.append(ValuesFinding("helm", ERROR, "", f"helm template failed: {msg}",
                                              expected="the chart renders", fix="see helm's message"))
         return result
-    from .checks_crd import CrdNotFoundError
-    from .manifest_checks import check_rendered
-    from .checks_common import ManifestParseError
 
     try:
         report = check_rendered(proc.stdout, kubernetes_version=kubernetes_version)

@@ -139,11 +139,15 @@ def lint(
 ) -> None:
     """validate, then `helm template` and check every manifest (Kubernetes schemas, KubeRay CRD, Ray's schemas, sizes)."""
     output = _check_output(output)
-    from .lint import lint_values
+    from .helm_run import LintRender
 
     ns = namespace or os.environ.get("HELM_NAMESPACE") or "default"
-    result = lint_values(values or [], set_ or [], set_string or [], strict=strict, release=release,
-                         namespace=ns, kubernetes_version=kubernetes_version, debug=_debug)
+    # helm starts rendering now and runs while the checks below are imported.
+    with LintRender(values or [], set_ or [], set_string or [], release, ns) as render:
+        from .lint import lint_values
+
+        result = lint_values(values or [], set_ or [], set_string or [], strict=strict, release=release,
+                             namespace=ns, kubernetes_version=kubernetes_version, debug=_debug, render=render)
     _print_findings(result.findings, header="lint", valid=result.valid, output=output,
                     extra={"objects": result.objects, "notes": result.notes})
     if output == "text":

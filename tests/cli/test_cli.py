@@ -134,6 +134,23 @@ def test_lint_skips_rendering_when_values_are_invalid(tmp_path):
     assert code == 1 and "rendering skipped" in out
 
 
+def test_lint_reads_stdin_once_for_validate_and_helm(tmp_path):
+    """`-f -`: validate and the rendered manifests both see stdin's values (helm used to get an empty stdin)."""
+    v = base()
+    v["tiers"]["small"]["tolerations"] = [{"keyy": "nvidia.com/gpu", "operator": "Exists"}]
+    text = yaml.safe_dump(v)
+    proc = subprocess.run([str(RAY_LLM), "lint", "-f", "-", "-o", "json"], input=text, capture_output=True,
+                          text=True, timeout=300)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1, proc.stderr
+    assert any("keyy" in (f["path"] + f["message"]) for f in doc["findings"]), doc["findings"]
+    del v["tiers"]["small"]["tolerations"]
+    v["models"]["qwen"]["tier"] = "nope"
+    proc = subprocess.run([str(RAY_LLM), "lint", "-f", "-"], input=yaml.safe_dump(v), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and "<stdin>" in proc.stdout and "rendering skipped" in proc.stdout, proc.stdout
+
+
 # ---------------------------------------------------------------- plan
 
 
