@@ -16,9 +16,19 @@ SOURCE = REPO / "runtime" / "rayllm_runtime"
 PACKED = REPO / "charts" / "ray-llm" / "files" / "rayllm_runtime"
 
 
+#: Modules for a workstation, never imported in the pods: tiny test models
+#: (testing.py) and running a serveConfigV2 on a local Ray (local_run.py, used by
+#: ``ray-llm run`` from the installed package). Left out of the ConfigMap, whose
+#: every byte counts against the 256 KiB that client-side ``kubectl apply`` allows.
+WORKSTATION_ONLY = frozenset({Path("testing.py"), Path("local_run.py")})
+
+
 def source_files(root: Path = SOURCE) -> List[Path]:
-    """The shipped files: Python sources only (no caches, no tests)."""
-    return sorted(p.relative_to(root) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    """The shipped files: Python sources only (no caches, no tests, no workstation-only modules)."""
+    return sorted(
+        rel for rel in (p.relative_to(root) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+        if rel not in WORKSTATION_ONLY
+    )
 
 
 def differences(source: Path = SOURCE, packed: Path = PACKED) -> List[str]:

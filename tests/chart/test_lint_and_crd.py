@@ -27,8 +27,8 @@ def test_rayservice_matches_kuberay_crd_strictly(helm, values):
     from rayllm_cli.checks_crd import validate_manifest
 
     docs = docs_of(helm_template(helm, [values]).stdout)
-    findings = [f for f in validate_manifest(rayservice_of(docs)) if f.is_error]
-    assert findings == [], "\n".join(map(str, findings))
+    findings = validate_manifest(rayservice_of(docs))  # warnings too: e.g. a null the API server would prune
+    assert list(findings) == [], "\n".join(map(str, findings))
 
 
 def test_crd_check_rejects_a_typo_the_api_server_would_prune(helm4, tmp_path):

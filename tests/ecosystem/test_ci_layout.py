@@ -94,6 +94,10 @@ def test_ci_scenario_lints_and_renders_valid_objects(helm_paths, label, values):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     docs = docs_of(helm_template(helm, [values]).stdout)
     assert crd_errors(rayservice_of(docs)) == []
+    if label == "4":  # warnings too (e.g. a null the API server would prune), once
+        from rayllm_cli.checks_crd import validate_manifest
+
+        assert [str(f) for f in validate_manifest(rayservice_of(docs))] == []
     if label == "4":  # the built-in kinds render the same under every Helm; check them once
         assert builtin_errors(docs) == []
     for obj in docs:

@@ -462,6 +462,41 @@ def openai_error(response, status):
     return body["error"]
 
 
+def test_transcription_retries_a_lost_replica(gateway, monkeypatch):
+    """Like chat: a replica lost before answering is retried, then 503 with Retry-After."""
+    from rayllm_runtime.openai import serving
+
+    monkeypatch.setattr(serving, "REPLICA_LOSS_BACKOFF_S", 0.0)
+
+    class ActorDiedError(RuntimeError):  # matched by name, as Ray's own class is
+        pass
+
+    client, handles = gateway()
+    good = handles["stt"].reply
+    calls = []
+
+    def flaky(payload):
+        calls.append(payload["request_id"])
+        if len(calls) == 1:
+            raise ActorDiedError("replica gone")
+        return good(payload)
+
+    handles["stt"].reply = flaky
+    ok = upload(client)
+    assert ok.status_code == 200 and ok.json()["text"] == "secret transcript", ok.text
+    assert len(calls) == 2 and calls[0] == calls[1]
+
+    def dead(payload):
+        calls.append(payload["request_id"])
+        raise ActorDiedError("replica gone")
+
+    handles["stt"].reply = dead
+    calls.clear()
+    lost = upload(client)
+    assert openai_error(lost, 503)["code"] == "model_unavailable"
+    assert lost.headers["retry-after"] == "1" and len(calls) == 1 + serving.REPLICA_LOSS_RETRIES
+
+
 def test_transcription_guards_and_formats(gateway):
     client, handles = gateway()
     ok = upload(client, language="en", prompt="names", temperature="0.3")

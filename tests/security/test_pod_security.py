@@ -45,7 +45,7 @@ def test_every_pod_meets_pss_restricted(helm4, tmp_path, values):
     rs = rayservice_of(docs)
     cluster = rs["spec"]["rayClusterConfig"]
     autoscaling = bool(cluster.get("enableInTreeAutoscaling"))
-    assert len([r for r, _ in pods if r == "head" or r.startswith("worker:")]) == 1 + len(cluster["workerGroupSpecs"] or [])
+    assert len([r for r, _ in pods if r == "head" or r.startswith("worker:")]) == 1 + len(cluster.get("workerGroupSpecs") or [])
 
     problems: List[Tuple[str, str]] = [(role, v) for role, pod in pods for v in restricted_violations(pod)]
     assert problems == [], "\n".join(f"{r}: {v}" for r, v in problems)

@@ -28,6 +28,7 @@ from rayllm_runtime.openai.protocol import (
     TranscriptionUsage,
     TranscriptionVerboseResponse,
 )
+from rayllm_runtime.openai.serving import with_replica_retry
 from rayllm_runtime.routing import LocalModelBackend, ModelRouter, UpstreamBackend
 
 logger = logging.getLogger("rayllm.transcription")
@@ -147,7 +148,8 @@ class TranscriptionServing:
             "audio": audio.tobytes(),
             "options": {"language": req.language, "prompt": req.prompt, "temperature": req.temperature},
         }
-        result = await backend.transcribe(payload)
+        # Nothing reached the client yet: a lost replica can be retried like a chat request.
+        result = await with_replica_retry(lambda: backend.transcribe(payload), ctx)
         error = result.get("error")
         if error:
             raise OpenAIHTTPError(int(error.get("status", 400)), error.get("message", "bad request"), param=error.get("param"))
