@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-import yaml
-
 from .errors import ERROR, NOTICE, WARNING, ValuesFinding
 from .helm_run import HelmRun, LintRender, helm_command
 from .validate import Result, validate_values
@@ -31,25 +29,6 @@ def helm_template(files: Sequence[Path], sets: Sequence[str], set_strings: Seque
                   namespace: str, chart: Optional[Path] = None) -> subprocess.CompletedProcess:
     """Run ``helm template`` and wait for it (the chart's own, unless ``chart`` is given)."""
     return HelmRun(helm_command(files, sets, set_strings, release, namespace, chart)).result()
-
-
-def _yaml_loader() -> type:
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _llm_config_class() -> type:
-    """Ray's LLMConfig from the module that defines it.
-
-    ``ray.serve.llm`` (the public re-export, a subclass that adds nothing) also
-    imports LLMServer and with it vLLM and its engine: 10-40 s before the first
-    check. The defining module needs neither; fall back to the public name when a
-    Ray release moves it.
-    """
-    try:
-        from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
-    except ImportError:
-        from ray.serve.llm import LLMConfig
-    return LLMConfig
 
 
 def _ray_items(docs: List[dict]) -> List[tuple]:
@@ -90,7 +69,26 @@ def _verdict_cache_dir() -> Optional[Path]:
     return user_cache_dir("ray-verdicts", hashlib.sha256(versions.encode()).hexdigest()[:16])
 
 
-def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
+def _ray_check_wanted() -> bool:
+    return (os.environ.get(ENV_RAY_SCHEMAS, "").lower() not in ("0", "off", "false", "no")
+            and importlib.util.find_spec("ray") is not None)
+
+
+def _early_ray_child():
+    """Start Ray's checker now when it will almost surely be needed: a first run,
+    with no verdict cached yet (a fresh CI runner). It then imports Ray while helm
+    renders and the values are validated. Later runs start it only on a cache miss."""
+    from .ray_verdicts import RayChild, in_process
+
+    if in_process() or not _ray_check_wanted():
+        return None
+    cache = _verdict_cache_dir()
+    if cache is not None and cache.is_dir() and any(cache.glob("*.json")):
+        return None
+    return RayChild()
+
+
+def _ray_findings(docs: List[dict], child=None) -> List[ValuesFinding]:
     """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file."""
     import hashlib
 
@@ -111,27 +109,12 @@ def _ray_findings(docs: List[dict]) -> List[ValuesFinding]:
             verdicts[i] = hit["error"]
     todo = [i for i in range(len(items)) if i not in verdicts]
     if todo:
-        from pydantic import ValidationError
-        import logging
+        from .ray_verdicts import check_items
 
-        import contextlib
-        import sys
-
-        logging.getLogger("ray").setLevel(logging.ERROR)
-        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
-        with contextlib.redirect_stdout(sys.stderr):  # keep library chatter out of our (JSON) stdout
-            from ray.serve.schema import ServeDeploySchema
-
-            models = {"ServeDeploySchema": ServeDeploySchema, "LLMConfig": _llm_config_class()}
-        load = _yaml_loader()
-        for i in todo:
-            schema, _where, text = items[i]
-            try:
-                models[schema].model_validate(yaml.load(text, Loader=load))
-                verdicts[i] = None
-            except (ValidationError, yaml.YAMLError, ValueError, TypeError) as exc:
-                verdicts[i] = str(exc)[:800]
-            write_json_cache(files[i], {"error": verdicts[i]})
+        fresh = check_items([(items[i][0], items[i][2]) for i in todo], child)
+        for i, error in zip(todo, fresh):
+            verdicts[i] = error
+            write_json_cache(files[i], {"error": error})
 
     out: List[ValuesFinding] = []
     for i, (schema, where, _text) in enumerate(items):
@@ -161,6 +144,16 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
         with LintRender(files, sets, set_strings, release, namespace) as own:
             return lint_values(files, sets, set_strings, strict=strict, release=release, namespace=namespace,
                                kubernetes_version=kubernetes_version, debug=debug, render=own)
+    child = _early_ray_child()
+    try:
+        return _lint(files, sets, set_strings, strict, kubernetes_version, render, child, debug)
+    finally:
+        if child is not None and child.proc.poll() is None:
+            child.cancel()  # not needed after all (values errors, everything cached, ...)
+
+
+def _lint(files, sets, set_strings, strict, kubernetes_version, render: LintRender, child,
+          debug: Callable[[str], None]) -> LintResult:
     try:
         base = validate_values(files, sets, set_strings, strict=strict)
     except BaseException:
@@ -206,10 +199,17 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
     # verdict is cached; the top-level lookup does not import anything, and a Ray
     # without Serve's dependencies shows up as the ImportError handled below.
     elif importlib.util.find_spec("ray") is not None:
+        from .ray_verdicts import RayCheckError
+
         try:
-            result.findings += _ray_findings(list(report.objects))  # parsed once, by check_rendered
+            result.findings += _ray_findings(list(report.objects), child)  # parsed once, by check_rendered
         except ImportError as exc:
             result.notes.append(f"Ray's schemas not checked: {exc} (install ray[serve,llm])")
+        except RayCheckError as exc:
+            result.findings.append(ValuesFinding(
+                "ray", WARNING, "", f"Ray's schemas could not be checked: the checker process failed ({exc})",
+                expected="a working ray[serve,llm] in this Python",
+                fix=f"run with {ENV_RAY_SCHEMAS}=off to skip, or RAYLLM_RAY_CHECK=inprocess to see the full error"))
     else:
         result.notes.append("Ray's schemas (ServeDeploySchema, LLMConfig) not checked: ray[serve,llm] is not installed")
     return result

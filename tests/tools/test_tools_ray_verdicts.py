@@ -59,11 +59,15 @@ def test_cache_off_still_checks(tmp_path, monkeypatch):
 
 
 def test_relint_of_unchanged_files_needs_no_ray_import(tmp_path):
+    """lint never imports Ray itself (a child process does, once per new file); a re-lint needs no child."""
     env = dict(os.environ, RAYLLM_CACHE_DIR=str(tmp_path / "cache"))
-    code = ("import sys; from rayllm_cli.main import run; rc = run(['lint', '-f', 'values/prod.yaml', '-o', 'json']); "
-            "sys.stderr.write('RAY=%s RC=%s\\n' % ('ray' in sys.modules, rc))")
+    code = ("import sys; import rayllm_cli.ray_verdicts as rv; calls = []; real = rv.check_in_child; "
+            "rv.check_in_child = lambda items, *a, **kw: (calls.append(len(items)), real(items, *a, **kw))[1]; "
+            "from rayllm_cli.main import run; rc = run(['lint', '-f', 'values/prod.yaml', '-o', 'json']); "
+            "sys.stderr.write('RAY=%s CHILD=%s RC=%s\\n' % ('ray' in sys.modules, calls, rc))")
     runs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=300) for _ in range(2)]
     tails = [r.stderr.strip().splitlines()[-1] for r in runs]
-    assert tails == ["RAY=True RC=0", "RAY=False RC=0"], [r.stderr[-1500:] for r in runs]
+    assert tails[0].startswith("RAY=False CHILD=[") and tails[0].endswith("] RC=0"), [r.stderr[-1500:] for r in runs]
+    assert tails[1] == "RAY=False CHILD=[] RC=0", [r.stderr[-1500:] for r in runs]
     assert json.loads(runs[0].stdout)["valid"] and json.loads(runs[1].stdout)["valid"]

@@ -1,0 +1,215 @@
+"""Ray's own verdict on rendered files: ServeDeploySchema on serveConfigV2, LLMConfig on model files.
+
+lint runs this module as a child process (``python -m rayllm_cli.ray_verdicts``,
+JSON on stdin and stdout) so that its own process never imports Ray:
+
+* Importing Ray's models costs seconds, mostly torch and transformers, which
+  Ray's ``download_utils`` and ``llm_config`` load through ``try_import``
+  (optional for Ray) and which validation never uses. The child imports Ray
+  with those two held back (Ray then binds ``None`` for them, as it does when
+  they are not installed), which takes about a quarter of the time.
+* Holding them back rebinds module globals inside Ray. In a throwaway child
+  process that does nothing but validate, nobody else sees that.
+* A file that fails in that mode is checked again after torch and transformers
+  are imported for real and bound where Ray left ``None``. A rejection is then
+  exactly what a plain import of Ray would say; an acceptance never depended
+  on the two modules (no validator touches them; a test compares both modes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+#: Imported by Ray's config modules through try_import, unused by validation.
+DEFERRED = ("torch", "transformers")
+
+#: RAYLLM_RAY_CHECK=inprocess checks in lint's own process (plain Ray import).
+ENV_MODE = "RAYLLM_RAY_CHECK"
+
+Item = Tuple[str, str]  # (schema name, YAML text)
+
+
+def _llm_config_class() -> type:
+    """Ray's LLMConfig from the module that defines it.
+
+    ``ray.serve.llm`` (the public re-export, a subclass that adds nothing) also
+    imports LLMServer and with it vLLM and its engine: 10-40 s before the first
+    check. The defining module needs neither; fall back to the public name when a
+    Ray release moves it.
+    """
+    try:
+        from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
+    except ImportError:
+        from ray.serve.llm import LLMConfig
+    return LLMConfig
+
+
+def _quiet_ray() -> None:
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+
+
+def import_models(defer: bool) -> Dict[str, type]:
+    """{"ServeDeploySchema": ..., "LLMConfig": ...}; with ``defer``, torch and
+    transformers are held back while Ray's modules import (see the module doc)."""
+    _quiet_ray()
+    held = [name for name in DEFERRED if defer and name not in sys.modules]
+    for name in held:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # keep library chatter out of our (JSON) stdout
+            from ray.serve.schema import ServeDeploySchema
+
+            return {"ServeDeploySchema": ServeDeploySchema, "LLMConfig": _llm_config_class()}
+    finally:
+        for name in held:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+def bind_deferred() -> None:
+    """Import the held-back modules and bind them wherever Ray's modules hold None for them."""
+    for name in DEFERRED:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue  # not installed: Ray runs without it too
+        for mod_name, mod in list(sys.modules.items()):
+            if mod is not None and mod_name.split(".")[0] == "ray" and vars(mod).get(name, 0) is None:
+                setattr(mod, name, module)
+
+
+def _verdict(model: type, text: str) -> Optional[str]:
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        model.model_validate(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        return None
+    except (ValidationError, yaml.YAMLError, ValueError, TypeError) as exc:
+        return str(exc)[:800]
+    except ImportError as exc:  # e.g. server_cls names a module that is not there: Ray fails the same way at deploy
+        return f"{type(exc).__name__}: {exc}"[:800]
+
+
+def memoize_router_pickling() -> None:
+    """Pickle each request router class once per process.
+
+    Ray's LLMConfig validator builds a DeploymentConfig, whose RequestRouterConfig
+    imports and cloudpickles the request router class: about 10 ms per model
+    file, for the same class every time (Serve's default unless a file names
+    another). The first file with a given router path runs Ray's own code (so
+    an import or pickling failure is still reported); later ones reuse its
+    result. Only for this throwaway child; a Ray without the method is left as is.
+    """
+    try:
+        from ray.serve.config import RequestRouterConfig
+    except ImportError:
+        return
+    real = getattr(RequestRouterConfig, "_serialize_request_router_cls", None)
+    if real is None or getattr(real, "_rayllm_memo", False):
+        return
+    done: Dict[Optional[str], Tuple[bytes, str]] = {}
+
+    def serialize_once(self) -> None:
+        key = self.request_router_class
+        if not (key is None or isinstance(key, str)):
+            return real(self)  # a class object, not a path: no safe key
+        if key not in done:
+            real(self)
+            done[key] = (self.get_serialized_request_router_cls(), self.request_router_class)
+            return None
+        serialized, path = done[key]
+        self.set_serialized_request_router_cls(serialized)
+        self.request_router_class = path
+        return None
+
+    serialize_once._rayllm_memo = True  # type: ignore[attr-defined]
+    RequestRouterConfig._serialize_request_router_cls = serialize_once
+
+
+def check(items: Sequence[Item], defer: bool, memoize: bool = False) -> List[Optional[str]]:
+    """Ray's error text per item (None: accepted)."""
+    models = import_models(defer)
+    if memoize:
+        memoize_router_pickling()
+    verdicts = [_verdict(models[schema], text) for schema, text in items]
+    if defer and any(v is not None for v in verdicts):
+        bind_deferred()  # confirm rejections with everything Ray would have imported
+        verdicts = [v if v is None else _verdict(models[schema], text) for v, (schema, text) in zip(verdicts, items)]
+    return verdicts
+
+
+class RayCheckError(RuntimeError):
+    """The child process failed (not a verdict: lint reports it as such)."""
+
+
+class RayChild:
+    """The checker process. It imports Ray as soon as it starts and only then
+    reads the items, so lint can start it early (a first run, nothing cached)
+    and let Ray import while helm renders and the values are validated."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "rayllm_cli.ray_verdicts"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def run(self, items: Sequence[Item], timeout: float = 600) -> List[Optional[str]]:
+        try:
+            out, err = self.proc.communicate(json.dumps(list(items)), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise RayCheckError(f"no answer in {timeout:.0f} s") from None
+        try:
+            verdicts = json.loads(out) if self.proc.returncode == 0 else None
+        except json.JSONDecodeError:
+            verdicts = None
+        if not isinstance(verdicts, list) or len(verdicts) != len(items):
+            tail = (err or "").strip().splitlines()[-1:] or [f"exit {self.proc.returncode}"]
+            if "ModuleNotFoundError" in (err or "") or "ImportError" in (err or ""):
+                raise ImportError(tail[0])
+            raise RayCheckError(tail[0])
+        return verdicts
+
+    def cancel(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def check_in_child(items: Sequence[Item], child: Optional[RayChild] = None) -> List[Optional[str]]:
+    """``check(items, defer=True)`` in a child process (see the module doc)."""
+    return (child or RayChild()).run(items)
+
+
+def in_process() -> bool:
+    return os.environ.get(ENV_MODE, "").lower() == "inprocess"
+
+
+def check_items(items: Sequence[Item], child: Optional[RayChild] = None) -> List[Optional[str]]:
+    """What lint calls: a child process (``child`` if already started) unless RAYLLM_RAY_CHECK=inprocess."""
+    if in_process():
+        return check(items, defer=False)
+    return check_in_child(items, child)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """stdin: JSON [[schema, text], ...]; stdout: JSON [error or null, ...].
+    ``--plain`` runs Ray as is (nothing held back, nothing memoised), for comparison."""
+    plain = "--plain" in (sys.argv[1:] if argv is None else argv)
+    import_models(defer=not plain)  # before reading: lint may start this process before it has the items
+    items = [tuple(item) for item in json.load(sys.stdin)]
+    verdicts = check(items, defer=not plain, memoize=not plain)
+    sys.stdout.write(json.dumps(verdicts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
