@@ -554,6 +554,21 @@ def compare_with_baseline(report: Dict[str, Any], baseline: Dict[str, Any]) -> D
     }
 
 
+def _overhead_table(overhead: Dict[str, Any], concurrency: List[int]) -> List[str]:
+    lines = [
+        "| concurrency | mode | p50 ratio | p99 ratio | throughput ratio | p50 overhead % | throughput overhead % | TTFB p50 ratio |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in concurrency:
+        for mode in ("unary", "stream"):
+            o = overhead[str(c)][mode]
+            lines.append(
+                f"| {c} | {mode} | {o['p50_latency_ratio']} | {o['p99_latency_ratio']} | {o['throughput_ratio']} | "
+                f"{o['p50_overhead_pct']} | {o['throughput_overhead_pct']} | {o.get('ttfb_p50_ratio', '')} |"
+            )
+    return lines
+
+
 def render_markdown(report: Dict[str, Any]) -> str:
     cfg, info, res, ovh = report["config"], report["machine"], report["results"], report["overhead"]
     lines = [
@@ -606,16 +621,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
         "",
         "Latency ratio = ours / bare p50; throughput overhead = bare / ours req/s - 1 (extra time per request at full load).",
         "",
-        "| concurrency | mode | p50 ratio | p99 ratio | throughput ratio | p50 overhead % | throughput overhead % | TTFB p50 ratio |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in cfg["concurrency"]:
-        for mode in ("unary", "stream"):
-            o = ovh[str(c)][mode]
-            lines.append(
-                f"| {c} | {mode} | {o['p50_latency_ratio']} | {o['p99_latency_ratio']} | {o['throughput_ratio']} | "
-                f"{o['p50_overhead_pct']} | {o['throughput_overhead_pct']} | {o.get('ttfb_p50_ratio', '')} |"
-            )
+    lines += _overhead_table(ovh, cfg["concurrency"])
     lines += ["", f"Within target (non-streaming, every concurrency): **{report['within_target']}**", ""]
     base = report.get("baseline")
     if base:
@@ -640,16 +647,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
             "`colocated` vs `bare`: the gateway's full code path (auth, validation, audit, metrics, OpenAI "
             "bodies) with the engine in the gateway replica (`colocated: true` on the model).",
             "",
-            "| concurrency | mode | p50 ratio | p99 ratio | throughput ratio | p50 overhead % | throughput overhead % | TTFB p50 ratio |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for c in cfg["concurrency"]:
-            for mode in ("unary", "stream"):
-                o = colo[str(c)][mode]
-                lines.append(
-                    f"| {c} | {mode} | {o['p50_latency_ratio']} | {o['p99_latency_ratio']} | {o['throughput_ratio']} | "
-                    f"{o['p50_overhead_pct']} | {o['throughput_overhead_pct']} | {o.get('ttfb_p50_ratio', '')} |"
-                )
+        lines += _overhead_table(colo, cfg["concurrency"])
         lines += ["", f"Within target (colocated, non-streaming, every concurrency): "
                   f"**{report['within_target_colocated']}**", ""]
     two = report.get("overhead_vs_two_hop")
