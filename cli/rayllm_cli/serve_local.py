@@ -147,6 +147,27 @@ def openai_models(serve_config: Mapping[str, Any], base_dir: Path) -> List[Tuple
     return found
 
 
+GATEWAY_IMPORT_PATH = "rayllm_runtime.apps:build_gateway"
+
+
+def gateway_models(serve_config: Mapping[str, Any]) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """((app name, model_id) of the chat models our gateway apps serve themselves, names of the
+    gateway apps with API-key auth on, which a smoke request without a key cannot pass)."""
+    found: List[Tuple[str, str]] = []
+    guarded: List[str] = []
+    for app in serve_config.get("applications") or []:
+        if app.get("import_path") != GATEWAY_IMPORT_PATH:
+            continue
+        args = app.get("args") or {}
+        if (args.get("auth") or {}).get("enabled"):
+            guarded.append(app.get("name", ""))
+            continue
+        for model in args.get("models") or []:
+            if isinstance(model, dict) and model.get("task", "generate") == "generate" and model.get("model_id"):
+                found.append((app.get("name", ""), model["model_id"]))
+    return found, guarded
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
         return False
@@ -301,9 +322,12 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
                 say(f"app {name}: {url}/v1  (OpenAI-compatible)")
             say(f"ready: {served.base_url}")
             if once:
-                for app_name, model_id, _src in models:
+                own, guarded = gateway_models(layout.serve_config)
+                for app_name, model_id in [(a, m) for a, m, _src in models] + own:
                     reply = smoke_request(served.base_url, routes[app_name], model_id)
                     say(f"chat completion from {model_id} via {app_name}: {reply!r}")
+                for app_name in guarded:
+                    say(f"app {app_name}: not probed (API-key auth is on)")
                 return 0
             say("serving until Ctrl-C (or SIGTERM)")
             _wait_for_signal()

@@ -113,6 +113,31 @@ def test_run_once_offline_builds_a_tiny_model(tmp_path):
     assert "Traceback" not in out + proc.stderr
 
 
+def test_run_once_probes_a_gateway_with_a_colocated_model(tmp_path):
+    """The custom-only scenario: the chart's gateway app with its model colocated answers --once."""
+    port = free_port()
+    env = dict(os.environ, RAYLLM_CACHE_DIR=str(tmp_path / "cache"), RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.run(CLI + ["run", "-f", "charts/ray-llm/ci/custom-only-values.yaml", "--port", str(port),
+                                 "--num-cpus", "2", "--cpu", "--once"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "chat completion from echo via gateway: 'This is a fake response from ray-llm.'" in proc.stdout
+
+
+def test_gateway_models_for_the_smoke_request():
+    from rayllm_cli.serve_local import gateway_models
+
+    config = {"applications": [
+        {"name": "gw", "import_path": "rayllm_runtime.apps:build_gateway",
+         "args": {"models": [{"model_id": "a"}, {"model_id": "stt", "task": "transcription"}],
+                  "upstreams": [{"model_ids": ["elsewhere"], "base_url": "http://x"}]}},
+        {"name": "locked", "import_path": "rayllm_runtime.apps:build_gateway",
+         "args": {"auth": {"enabled": True}, "models": [{"model_id": "b"}]}},
+        {"name": "chat", "import_path": "ray.serve.llm:build_openai_app", "args": {}},
+    ]}
+    assert gateway_models(config) == ([("gw", "a")], ["locked"])
+
+
 def test_run_that_cannot_schedule_fails_clearly_instead_of_hanging(tmp_path):
     """prod on a 1-CPU local Ray: its replicas never fit, so the deploy times out with a fix."""
     port = free_port()
