@@ -204,10 +204,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     """stdin: JSON [[schema, text], ...]; stdout: JSON [error or null, ...].
     ``--plain`` runs Ray as is (nothing held back, nothing memoised), for comparison."""
     plain = "--plain" in (sys.argv[1:] if argv is None else argv)
-    import_models(defer=not plain)  # before reading: lint may start this process before it has the items
-    items = [tuple(item) for item in json.load(sys.stdin)]
-    verdicts = check(items, defer=not plain, memoize=not plain)
-    sys.stdout.write(json.dumps(verdicts))
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):  # only the verdicts go to stdout, whatever a library prints
+        import_models(defer=not plain)  # before reading: lint may start this process before it has the items
+        items = [tuple(item) for item in json.load(sys.stdin)]
+        verdicts = check(items, defer=not plain, memoize=not plain)
+    out.write(json.dumps(verdicts))
     return 0
 
 
