@@ -7,16 +7,19 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import ERROR, NOTICE, WARNING, ValuesFinding
 from .helm_run import HelmRun, LintRender, helm_command
 from .validate import Result, validate_values
 
 
-# Ray's own models cost seconds (importing Ray Serve and ray.llm, ~5 ms per model
-# file); `off` skips them for quick iterations (the other checks still run).
+# Ray's own models cost about a second on a first run (a child process imports
+# Ray Serve and ray.llm); `off` skips them for quick iterations (the other checks still run).
 ENV_RAY_SCHEMAS = "RAYLLM_RAY_SCHEMAS"
+
+#: Marks "not looked up yet" (None already means no cache: RAYLLM_CACHE_DIR=off or no Ray).
+_UNSET: object = object()
 
 
 @dataclass
@@ -69,33 +72,41 @@ def _verdict_cache_dir() -> Optional[Path]:
     return user_cache_dir("ray-verdicts", hashlib.sha256(versions.encode()).hexdigest()[:16])
 
 
-def _ray_check_wanted() -> bool:
-    return (os.environ.get(ENV_RAY_SCHEMAS, "").lower() not in ("0", "off", "false", "no")
-            and importlib.util.find_spec("ray") is not None)
+def _ray_schemas_off() -> bool:
+    return os.environ.get(ENV_RAY_SCHEMAS, "").lower() in ("0", "off", "false", "no")
 
 
-def _early_ray_child():
+def _ray_installed() -> bool:
+    # find_spec("ray.serve") would import the ray package (~0.25 s) even when every
+    # verdict is cached; the top-level lookup does not import anything, and a Ray
+    # without Serve's dependencies shows up as an ImportError from the checker.
+    return importlib.util.find_spec("ray") is not None
+
+
+def _early_ray_child(cache: Optional[Path]):
     """Start Ray's checker now when it will almost surely be needed: a first run,
     with no verdict cached yet (a fresh CI runner). It then imports Ray while helm
     renders and the values are validated. Later runs start it only on a cache miss."""
     from .ray_verdicts import RayChild, in_process
 
-    if in_process() or not _ray_check_wanted():
+    if in_process() or _ray_schemas_off() or not _ray_installed():
         return None
-    cache = _verdict_cache_dir()
     if cache is not None and cache.is_dir() and any(cache.glob("*.json")):
         return None
     return RayChild()
 
 
-def _ray_findings(docs: List[dict], child=None) -> List[ValuesFinding]:
-    """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file."""
+def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[ValuesFinding]:
+    """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file.
+    ``cache``: the verdict cache directory if the caller already looked it up."""
     import hashlib
 
     from .checks_common import read_json_cache, write_json_cache
 
     items = _ray_items(docs)
-    cache = _verdict_cache_dir()
+    if cache is _UNSET:
+        cache = _verdict_cache_dir()
+
     def cache_file(schema: str, text: str) -> Optional[Path]:
         if cache is None:
             return None
@@ -144,15 +155,16 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
         with LintRender(files, sets, set_strings, release, namespace) as own:
             return lint_values(files, sets, set_strings, strict=strict, release=release, namespace=namespace,
                                kubernetes_version=kubernetes_version, debug=debug, render=own)
-    child = _early_ray_child()
+    cache = _verdict_cache_dir()  # one lookup of the library versions per lint
+    child = _early_ray_child(cache)
     try:
-        return _lint(files, sets, set_strings, strict, kubernetes_version, render, child, debug)
+        return _lint(files, sets, set_strings, strict, kubernetes_version, render, child, cache, debug)
     finally:
         if child is not None and child.proc.poll() is None:
             child.cancel()  # not needed after all (values errors, everything cached, ...)
 
 
-def _lint(files, sets, set_strings, strict, kubernetes_version, render: LintRender, child,
+def _lint(files, sets, set_strings, strict, kubernetes_version, render: LintRender, child, cache: Optional[Path],
           debug: Callable[[str], None]) -> LintResult:
     try:
         base = validate_values(files, sets, set_strings, strict=strict)
@@ -192,17 +204,14 @@ def _lint(files, sets, set_strings, strict, kubernetes_version, render: LintRend
         sev = f.severity if f.severity in (ERROR, WARNING, NOTICE) else ERROR
         where = " ".join(x for x in (f.obj, f.path) if x)
         result.findings.append(ValuesFinding(f.check or "manifest", sev, where, f.message, origin=f.source or ""))
-    if os.environ.get(ENV_RAY_SCHEMAS, "").lower() in ("0", "off", "false", "no"):
+    if _ray_schemas_off():
         result.notes.append(f"Ray's schemas (ServeDeploySchema, LLMConfig) not checked: {ENV_RAY_SCHEMAS}="
                             f"{os.environ[ENV_RAY_SCHEMAS]}")
-    # find_spec("ray.serve") would import the ray package (~0.25 s) even when every
-    # verdict is cached; the top-level lookup does not import anything, and a Ray
-    # without Serve's dependencies shows up as the ImportError handled below.
-    elif importlib.util.find_spec("ray") is not None:
+    elif _ray_installed():
         from .ray_verdicts import RayCheckError
 
         try:
-            result.findings += _ray_findings(list(report.objects), child)  # parsed once, by check_rendered
+            result.findings += _ray_findings(list(report.objects), child, cache)  # parsed once, by check_rendered
         except ImportError as exc:
             result.notes.append(f"Ray's schemas not checked: {exc} (install ray[serve,llm])")
         except RayCheckError as exc:

@@ -135,9 +135,10 @@ def memoize_router_pickling() -> None:
     RequestRouterConfig._serialize_request_router_cls = serialize_once
 
 
-def check(items: Sequence[Item], defer: bool, memoize: bool = False) -> List[Optional[str]]:
-    """Ray's error text per item (None: accepted)."""
-    models = import_models(defer)
+def check(items: Sequence[Item], defer: bool, memoize: bool = False,
+          models: Optional[Dict[str, type]] = None) -> List[Optional[str]]:
+    """Ray's error text per item (None: accepted); ``models`` if already imported with ``defer``."""
+    models = models or import_models(defer)
     if memoize:
         memoize_router_pickling()
     verdicts = [_verdict(models[schema], text) for schema, text in items]
@@ -206,9 +207,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     plain = "--plain" in (sys.argv[1:] if argv is None else argv)
     out = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):  # only the verdicts go to stdout, whatever a library prints
-        import_models(defer=not plain)  # before reading: lint may start this process before it has the items
+        models = import_models(defer=not plain)  # before reading: lint may start this process before it has the items
         items = [tuple(item) for item in json.load(sys.stdin)]
-        verdicts = check(items, defer=not plain, memoize=not plain)
+        verdicts = check(items, defer=not plain, memoize=not plain, models=models)
     out.write(json.dumps(verdicts))
     return 0
 

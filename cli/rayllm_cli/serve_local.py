@@ -147,24 +147,22 @@ def openai_models(serve_config: Mapping[str, Any], base_dir: Path) -> List[Tuple
     return found
 
 
-GATEWAY_IMPORT_PATH = "rayllm_runtime.apps:build_gateway"
-
-
 def gateway_models(serve_config: Mapping[str, Any]) -> Tuple[List[Tuple[str, str]], List[str]]:
     """((app name, model_id) of the chat models our gateway apps serve themselves, names of the
     gateway apps with API-key auth on, which a smoke request without a key cannot pass)."""
+    from rayllm_runtime.config import GatewayArgs, ModelTask
+    from rayllm_runtime.local_run import GATEWAY_IMPORT_PATH
+
     found: List[Tuple[str, str]] = []
     guarded: List[str] = []
     for app in serve_config.get("applications") or []:
         if app.get("import_path") != GATEWAY_IMPORT_PATH:
             continue
-        args = app.get("args") or {}
-        if (args.get("auth") or {}).get("enabled"):
+        args = GatewayArgs.model_validate(app.get("args") or {})  # deployed already, so valid
+        if args.auth.enabled:
             guarded.append(app.get("name", ""))
             continue
-        for model in args.get("models") or []:
-            if isinstance(model, dict) and model.get("task", "generate") == "generate" and model.get("model_id"):
-                found.append((app.get("name", ""), model["model_id"]))
+        found += [(app.get("name", ""), m.model_id) for m in args.models if m.task == ModelTask.generate]
     return found, guarded
 
 

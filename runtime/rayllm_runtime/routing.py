@@ -150,6 +150,8 @@ class UpstreamBackend:
             await self._client.aclose()
 
 
+#: A model this application serves itself: behind a handle, or in this replica.
+LocalBackend = Union[LocalModelBackend, ColocatedModelBackend]
 Backend = Union[LocalModelBackend, ColocatedModelBackend, UpstreamBackend]
 
 

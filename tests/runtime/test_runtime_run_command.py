@@ -129,10 +129,11 @@ def test_gateway_models_for_the_smoke_request():
 
     config = {"applications": [
         {"name": "gw", "import_path": "rayllm_runtime.apps:build_gateway",
-         "args": {"models": [{"model_id": "a"}, {"model_id": "stt", "task": "transcription"}],
+         "args": {"models": [{"model_id": "a", "engine": "fake"},
+                             {"model_id": "stt", "engine": "fake", "task": "transcription"}],
                   "upstreams": [{"model_ids": ["elsewhere"], "base_url": "http://x"}]}},
         {"name": "locked", "import_path": "rayllm_runtime.apps:build_gateway",
-         "args": {"auth": {"enabled": True}, "models": [{"model_id": "b"}]}},
+         "args": {"auth": {"enabled": True, "api_keys_path": "/keys"}, "models": [{"model_id": "b", "engine": "fake"}]}},
         {"name": "chat", "import_path": "ray.serve.llm:build_openai_app", "args": {}},
     ]}
     assert gateway_models(config) == ([("gw", "a")], ["locked"])

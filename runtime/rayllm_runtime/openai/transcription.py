@@ -29,7 +29,7 @@ from rayllm_runtime.openai.protocol import (
     TranscriptionVerboseResponse,
 )
 from rayllm_runtime.openai.serving import with_replica_retry
-from rayllm_runtime.routing import LocalModelBackend, ModelRouter, UpstreamBackend
+from rayllm_runtime.routing import LocalBackend, ModelRouter, UpstreamBackend
 
 logger = logging.getLogger("rayllm.transcription")
 
@@ -134,7 +134,7 @@ class TranscriptionServing:
             )
         return await self._local(backend, form, ctx)
 
-    async def _local(self, backend: LocalModelBackend, form: TranscriptionForm, ctx) -> Response:
+    async def _local(self, backend: LocalBackend, form: TranscriptionForm, ctx) -> Response:
         from rayllm_runtime.audio import AudioDecodeError, decode_audio
 
         req = form.request

@@ -29,7 +29,7 @@ from rayllm_runtime.openai.protocol import (
     new_id,
     now,
 )
-from rayllm_runtime.routing import LocalModelBackend, ModelRouter, UpstreamBackend
+from rayllm_runtime.routing import LocalBackend, ModelRouter, UpstreamBackend
 
 logger = logging.getLogger("rayllm.serving")
 
@@ -149,7 +149,7 @@ class OpenAIServing:
         return await self._local(backend, req, ctx)
 
     # -- local deployments -------------------------------------------------
-    async def _local(self, backend: LocalModelBackend, req: AnyCompletionRequest, ctx: RequestContext) -> Response:
+    async def _local(self, backend: LocalBackend, req: AnyCompletionRequest, ctx: RequestContext) -> Response:
         is_chat = isinstance(req, ChatCompletionRequest)
         payload: Dict[str, Any] = {
             "request_id": ctx.request_id,
