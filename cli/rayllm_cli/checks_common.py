@@ -352,12 +352,17 @@ def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
 ENV_CACHE_DIR = "RAYLLM_CACHE_DIR"
 
 
+def env_says_off(name: str) -> bool:
+    """Whether the environment variable turns a feature off (off, 0, false or no, any case)."""
+    return os.environ.get(name, "").lower() in ("0", "off", "false", "no")
+
+
 def user_cache_dir(*parts: str) -> Optional[Path]:
     """``$RAYLLM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/ray-llm``, else ``~/.cache/ray-llm``) joined
     with ``parts``; None when the variable says ``off`` (or 0/false/no)."""
-    env = os.environ.get(ENV_CACHE_DIR, "")
-    if env.lower() in ("0", "off", "false", "no"):
+    if env_says_off(ENV_CACHE_DIR):
         return None
+    env = os.environ.get(ENV_CACHE_DIR, "")
     base = (Path(env).expanduser() if env else
             Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm")
     return base.joinpath(*parts)

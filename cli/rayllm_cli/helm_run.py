@@ -1,4 +1,4 @@
-"""``helm template`` in the background, for lint.
+"""``helm template`` in the background, for lint and run.
 
 Stdlib only (plus the chart lookup), so the CLI can start helm before it
 imports the value models and checks: helm then renders in its own process
@@ -90,8 +90,8 @@ class HelmRun:
             f.close()
 
 
-class LintRender:
-    """Starts ``helm template`` for lint at once; ``result()`` waits for it.
+class HelmRender:
+    """Starts ``helm template`` at once (lint, run); ``result()`` waits for it.
 
     ``-f -``: stdin is read once (within the values size limit) into a private
     temporary file for helm and put back as stdin for validate, so both see the
@@ -131,7 +131,7 @@ class LintRender:
         if self.run is not None:
             self.run.cancel()
 
-    def __enter__(self) -> "LintRender":
+    def __enter__(self) -> "HelmRender":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import ERROR, NOTICE, WARNING, ValuesFinding
-from .helm_run import HelmRun, LintRender, helm_command
+from .helm_run import HelmRender
 from .validate import Result, validate_values
 
 
@@ -26,12 +25,6 @@ _UNSET: object = object()
 class LintResult(Result):
     objects: int = 0
     notes: List[str] = field(default_factory=list)
-
-
-def helm_template(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], release: str,
-                  namespace: str, chart: Optional[Path] = None) -> subprocess.CompletedProcess:
-    """Run ``helm template`` and wait for it (the chart's own, unless ``chart`` is given)."""
-    return HelmRun(helm_command(files, sets, set_strings, release, namespace, chart)).result()
 
 
 def _ray_items(docs: List[dict]) -> List[tuple]:
@@ -73,7 +66,9 @@ def _verdict_cache_dir() -> Optional[Path]:
 
 
 def _ray_schemas_off() -> bool:
-    return os.environ.get(ENV_RAY_SCHEMAS, "").lower() in ("0", "off", "false", "no")
+    from .checks_common import env_says_off
+
+    return env_says_off(ENV_RAY_SCHEMAS)
 
 
 def _ray_installed() -> bool:
@@ -144,15 +139,15 @@ def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Val
 
 def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, strict: bool = False,
                 release: str = "ray-llm", namespace: str = "default", kubernetes_version: Optional[str] = None,
-                debug: Callable[[str], None] = lambda _m: None, render: Optional[LintRender] = None) -> LintResult:
+                debug: Callable[[str], None] = lambda _m: None, render: Optional[HelmRender] = None) -> LintResult:
     """validate, helm template, then every check on the rendered objects.
 
-    ``render``: a LintRender already started by the caller (the CLI starts it
+    ``render``: a HelmRender already started by the caller (the CLI starts it
     before importing this module, so helm renders while Python loads the
     checks); without one, lint starts its own.
     """
     if render is None:
-        with LintRender(files, sets, set_strings, release, namespace) as own:
+        with HelmRender(files, sets, set_strings, release, namespace) as own:
             return lint_values(files, sets, set_strings, strict=strict, release=release, namespace=namespace,
                                kubernetes_version=kubernetes_version, debug=debug, render=own)
     cache = _verdict_cache_dir()  # one lookup of the library versions per lint
@@ -164,7 +159,7 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
             child.cancel()  # not needed after all (values errors, everything cached, ...)
 
 
-def _lint(files, sets, set_strings, strict, kubernetes_version, render: LintRender, child, cache: Optional[Path],
+def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRender, child, cache: Optional[Path],
           debug: Callable[[str], None]) -> LintResult:
     try:
         base = validate_values(files, sets, set_strings, strict=strict)

@@ -139,11 +139,11 @@ def lint(
 ) -> None:
     """validate, then `helm template` and check every manifest (Kubernetes schemas, KubeRay CRD, Ray's schemas, sizes)."""
     output = _check_output(output)
-    from .helm_run import LintRender
+    from .helm_run import HelmRender
 
     ns = namespace or os.environ.get("HELM_NAMESPACE") or "default"
     # helm starts rendering now and runs while the checks below are imported.
-    with LintRender(values or [], set_ or [], set_string or [], release, ns) as render:
+    with HelmRender(values or [], set_ or [], set_string or [], release, ns) as render:
         from .lint import lint_values
 
         result = lint_values(values or [], set_ or [], set_string or [], strict=strict, release=release,

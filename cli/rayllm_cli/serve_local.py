@@ -256,7 +256,7 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
               workdir: Optional[Path], once: bool, release: str, say: Callable[[str], None],
               deploy_timeout_s: float = 300.0) -> int:
     """The whole ``ray-llm run``; returns the exit code."""
-    from .lint import helm_template
+    from .helm_run import HelmRender
     from .validate import validate_values
 
     if model_source not in MODEL_SOURCES:
@@ -271,13 +271,15 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
         raise RayLLMError(message=f"got no Ray Serve here ({exc}); expected ray[serve] and the runtime extra",
                           fix="pip install 'ray-llm[runtime]' 'ray[serve,llm]'")
 
-    result = validate_values(files, sets, set_strings)
-    if not result.valid:
-        for finding in result.errors:
-            print(finding.render(), file=sys.stderr)
-        say(f"values are invalid ({len(result.errors)} error(s)); nothing deployed")
-        return 1
-    proc = helm_template(files, sets, set_strings, release, "default")
+    # One render for validate and helm alike (``-f -`` is read once); helm renders meanwhile.
+    with HelmRender(files, sets, set_strings, release, "default") as render:
+        result = validate_values(files, sets, set_strings)
+        if not result.valid:
+            for finding in result.errors:
+                print(finding.render(), file=sys.stderr)
+            say(f"values are invalid ({len(result.errors)} error(s)); nothing deployed")
+            return 1
+        proc = render.result()
     if proc.returncode != 0:
         raise RayLLMError(message=f"helm template failed: {proc.stderr.strip()[-1500:]}", fix="see helm's message")
     docs = [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict)]

@@ -124,6 +124,17 @@ def test_run_once_probes_a_gateway_with_a_colocated_model(tmp_path):
     assert "chat completion from echo via gateway: 'This is a fake response from ray-llm.'" in proc.stdout
 
 
+def test_run_reads_values_from_stdin_once(tmp_path):
+    """`-f -`: validate and helm both get stdin's values (helm used to render an empty stdin)."""
+    port = free_port()
+    env = dict(os.environ, RAYLLM_CACHE_DIR=str(tmp_path / "cache"), RAY_USAGE_STATS_ENABLED="0")
+    values = (REPO / "charts/ray-llm/ci/custom-only-values.yaml").read_text()
+    proc = subprocess.run(CLI + ["run", "-f", "-", "--port", str(port), "--num-cpus", "2", "--cpu", "--once"],
+                          input=values, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "chat completion from echo via gateway:" in proc.stdout
+
+
 def test_gateway_models_for_the_smoke_request():
     from rayllm_cli.serve_local import gateway_models
 
