@@ -564,6 +564,34 @@ def test_transcription_is_forwarded_to_upstreams_unchanged(gateway):
     assert error["message"] == "bad language"
 
 
+@pytest.mark.parametrize("endpoint", ["chat", "transcription"])
+def test_upstream_failures_map_to_clean_openai_errors(gateway, endpoint):
+    """Both endpoints share the upstream mapping: timeout 504, unreachable 502, a non-OpenAI error body mapped."""
+    client, _ = gateway()
+    mode = {}
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        if mode["kind"] == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        if mode["kind"] == "down":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(503, text="<html>maintenance</html>")
+
+    backend = client.core.router.resolve("remote")
+    backend._client = httpx.AsyncClient(base_url=backend.config.base_url, transport=httpx.MockTransport(upstream))
+
+    def send():
+        if endpoint == "transcription":
+            return upload(client, model="remote")
+        return client.post("/v1/chat/completions", json={"model": "remote", "messages": [{"role": "user", "content": "x"}]},
+                           headers={"authorization": f"Bearer {GOOD_KEY}"})
+
+    for kind, status, words in (("timeout", 504, "timed out"), ("down", 502, "unreachable"),
+                                ("html", 503, "answered HTTP 503")):
+        mode["kind"] = kind
+        assert words in openai_error(send(), status)["message"], kind
+
+
 @pytest.mark.parametrize("include_prompts", [False, True])
 def test_transcription_audit_never_logs_audio_or_transcript(gateway, include_prompts):
     from rayllm_runtime.audit import AUDIT_LOGGER_NAME

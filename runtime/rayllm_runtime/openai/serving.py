@@ -100,6 +100,32 @@ async def with_replica_retry(call: Callable[[], Awaitable[Any]], ctx: "RequestCo
             await asyncio.sleep(REPLICA_LOSS_BACKOFF_S * (attempt + 1))
 
 
+async def call_upstream(backend: UpstreamBackend, model: str, send: Callable[[], Awaitable[Any]]) -> Any:
+    """``await send()`` on an upstream app; a timeout is a 504 and an unreachable upstream a 502."""
+    import httpx
+
+    try:
+        return await send()
+    except httpx.TimeoutException as exc:
+        raise OpenAIHTTPError(504, f"The upstream for model '{model}' timed out; retry later.") from exc
+    except httpx.HTTPError as exc:
+        logger.warning("upstream %s unreachable: %s", backend.config.base_url, type(exc).__name__)
+        raise OpenAIHTTPError(502, f"The upstream for model '{model}' is unreachable; retry later.") from exc
+
+
+def upstream_error(status: int, body: bytes, ctx: RequestContext, finish: Finisher) -> Response:
+    """A non-200 upstream answer: its OpenAI error as is, anything else mapped to one (raised)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        finish(ctx, status, "upstream_error")
+        return JSONResponse(parsed, status_code=status, headers={"x-request-id": ctx.request_id})
+    mapped_status = status if 400 <= status < 600 else 502
+    raise OpenAIHTTPError(mapped_status, f"The upstream answered HTTP {status}.")
+
+
 def map_exception(exc: BaseException, ctx: RequestContext) -> OpenAIHTTPError:
     """Turn anything raised while serving into a client-safe error."""
     if isinstance(exc, OpenAIHTTPError):
@@ -350,17 +376,9 @@ class OpenAIServing:
     async def _forward(
         self, backend: UpstreamBackend, path: str, raw_body: bytes, req: AnyCompletionRequest, ctx: RequestContext
     ) -> Response:
-        import httpx
-
         client = backend.client
-        try:
-            request = client.build_request("POST", path, content=raw_body, headers=backend.headers())
-            response = await client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise OpenAIHTTPError(504, f"The upstream for model '{req.model}' timed out; retry later.") from exc
-        except httpx.HTTPError as exc:
-            logger.warning("upstream %s unreachable: %s", backend.config.base_url, type(exc).__name__)
-            raise OpenAIHTTPError(502, f"The upstream for model '{req.model}' is unreachable; retry later.") from exc
+        request = client.build_request("POST", path, content=raw_body, headers=backend.headers())
+        response = await call_upstream(backend, req.model, lambda: client.send(request, stream=True))
 
         if response.status_code != 200 or not req.stream:
             body = await response.aread()
@@ -393,19 +411,16 @@ class OpenAIServing:
         )
 
     def _passthrough_body(self, status: int, body: bytes, ctx: RequestContext) -> Response:
+        if status != 200:
+            return upstream_error(status, body, ctx, self.finish)
         try:
             parsed = json.loads(body)
         except ValueError:
             parsed = None
-        if status == 200 and isinstance(parsed, dict):
+        if isinstance(parsed, dict):
             usage = parsed.get("usage") or {}
             ctx.prompt_tokens = usage.get("prompt_tokens")
             ctx.completion_tokens = usage.get("completion_tokens")
             self.finish(ctx, 200)
             return Response(body, status_code=200, media_type="application/json", headers={"x-request-id": ctx.request_id})
-        # Keep the OpenAI error shape even when the upstream answered otherwise.
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            self.finish(ctx, status, "upstream_error")
-            return JSONResponse(parsed, status_code=status, headers={"x-request-id": ctx.request_id})
-        mapped_status = status if 400 <= status < 600 else 502
-        raise OpenAIHTTPError(mapped_status, f"The upstream answered HTTP {status}.")
+        raise OpenAIHTTPError(502, "The upstream answered HTTP 200.")

@@ -12,11 +12,10 @@ app. The audio and the transcript never reach the audit log; the request's
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -28,7 +27,7 @@ from rayllm_runtime.openai.protocol import (
     TranscriptionUsage,
     TranscriptionVerboseResponse,
 )
-from rayllm_runtime.openai.serving import with_replica_retry
+from rayllm_runtime.openai.serving import call_upstream, upstream_error, with_replica_retry
 from rayllm_runtime.routing import LocalBackend, ModelRouter, UpstreamBackend
 
 logger = logging.getLogger("rayllm.transcription")
@@ -174,28 +173,12 @@ class TranscriptionServing:
 
     async def _forward(self, backend: UpstreamBackend, raw_body: bytes, content_type: str, ctx) -> Response:
         """The body as received (multipart, boundary included) to the upstream app."""
-        import httpx
-
-        model = ctx.model
-        try:
-            response = await backend.client.post(PATH, content=raw_body, headers=backend.headers(content_type))
-        except httpx.TimeoutException as exc:
-            raise OpenAIHTTPError(504, f"The upstream for model '{model}' timed out; retry later.") from exc
-        except httpx.HTTPError as exc:
-            logger.warning("upstream %s unreachable: %s", backend.config.base_url, type(exc).__name__)
-            raise OpenAIHTTPError(502, f"The upstream for model '{model}' is unreachable; retry later.") from exc
-        headers = {"x-request-id": ctx.request_id}
+        response = await call_upstream(
+            backend, ctx.model, lambda: backend.client.post(PATH, content=raw_body, headers=backend.headers(content_type))
+        )
+        if response.status_code != 200:
+            return upstream_error(response.status_code, response.content, ctx, self.finish)
+        self.finish(ctx, 200)
         media_type = response.headers.get("content-type", "application/json")
-        if response.status_code == 200:
-            self.finish(ctx, 200)
-            return Response(response.content, status_code=200, media_type=media_type, headers=headers)
-        parsed: Optional[Any]
-        try:
-            parsed = json.loads(response.content)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            self.finish(ctx, response.status_code, "upstream_error")
-            return JSONResponse(parsed, status_code=response.status_code, headers=headers)
-        status = response.status_code if 400 <= response.status_code < 600 else 502
-        raise OpenAIHTTPError(status, f"The upstream answered HTTP {response.status_code}.")
+        return Response(response.content, status_code=200, media_type=media_type,
+                        headers={"x-request-id": ctx.request_id})
