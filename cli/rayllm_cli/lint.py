@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,15 +9,9 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import ERROR, NOTICE, WARNING, ValuesFinding
 from .helm_run import HelmRender
+from .ray_verdicts import ENV_RAY_SCHEMAS, UNSET as _UNSET, early_child, ray_installed, ray_schemas_off, verdict_cache_dir
 from .validate import Result, validate_values
 
-
-# Ray's own models cost about a second on a first run (a child process imports
-# Ray Serve and ray.llm); `off` skips them for quick iterations (the other checks still run).
-ENV_RAY_SCHEMAS = "RAYLLM_RAY_SCHEMAS"
-
-#: Marks "not looked up yet" (None already means no cache: RAYLLM_CACHE_DIR=off or no Ray).
-_UNSET: object = object()
 
 
 @dataclass
@@ -43,54 +36,6 @@ def _ray_items(docs: List[dict]) -> List[tuple]:
     return items
 
 
-def _verdict_cache_dir() -> Optional[Path]:
-    """Where Ray's verdicts are cached, keyed by content and library versions; None when off.
-
-    Importing Ray Serve and its LLM config models costs ~2.5 s of CPU (they pull
-    in transformers and torch) before the first check, several times what the rest
-    of lint costs. A verdict depends only on the text checked and the versions of
-    Ray and pydantic, so a re-lint of unchanged model files (the common case in a
-    pre-commit hook or CI) needs no Ray import at all. ``RAYLLM_CACHE_DIR=off``
-    turns it off.
-    """
-    import hashlib
-    from importlib import metadata
-
-    from .checks_common import user_cache_dir
-
-    try:
-        versions = f"ray={metadata.version('ray')};pydantic={metadata.version('pydantic')}"
-    except metadata.PackageNotFoundError:
-        return None
-    return user_cache_dir("ray-verdicts", hashlib.sha256(versions.encode()).hexdigest()[:16])
-
-
-def _ray_schemas_off() -> bool:
-    from .checks_common import env_says_off
-
-    return env_says_off(ENV_RAY_SCHEMAS)
-
-
-def _ray_installed() -> bool:
-    # find_spec("ray.serve") would import the ray package (~0.25 s) even when every
-    # verdict is cached; the top-level lookup does not import anything, and a Ray
-    # without Serve's dependencies shows up as an ImportError from the checker.
-    return importlib.util.find_spec("ray") is not None
-
-
-def _early_ray_child(cache: Optional[Path]):
-    """Start Ray's checker now when it will almost surely be needed: a first run,
-    with no verdict cached yet (a fresh CI runner). It then imports Ray while helm
-    renders and the values are validated. Later runs start it only on a cache miss."""
-    from .ray_verdicts import RayChild, in_process
-
-    if in_process() or _ray_schemas_off() or not _ray_installed():
-        return None
-    if cache is not None and cache.is_dir() and any(cache.glob("*.json")):
-        return None
-    return RayChild()
-
-
 def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[ValuesFinding]:
     """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file.
     ``cache``: the verdict cache directory if the caller already looked it up."""
@@ -100,7 +45,7 @@ def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Val
 
     items = _ray_items(docs)
     if cache is _UNSET:
-        cache = _verdict_cache_dir()
+        cache = verdict_cache_dir()
 
     def cache_file(schema: str, text: str) -> Optional[Path]:
         if cache is None:
@@ -139,19 +84,24 @@ def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Val
 
 def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, strict: bool = False,
                 release: str = "ray-llm", namespace: str = "default", kubernetes_version: Optional[str] = None,
-                debug: Callable[[str], None] = lambda _m: None, render: Optional[HelmRender] = None) -> LintResult:
+                debug: Callable[[str], None] = lambda _m: None, render: Optional[HelmRender] = None,
+                ray_child: Any = _UNSET, cache: Any = _UNSET) -> LintResult:
     """validate, helm template, then every check on the rendered objects.
 
     ``render``: a HelmRender already started by the caller (the CLI starts it
     before importing this module, so helm renders while Python loads the
-    checks); without one, lint starts its own.
+    checks); without one, lint starts its own. ``ray_child`` and ``cache``:
+    Ray's checker (or None) and the verdict cache, if the caller started and
+    looked them up already (the CLI does, for the same reason).
     """
     if render is None:
         with HelmRender(files, sets, set_strings, release, namespace) as own:
             return lint_values(files, sets, set_strings, strict=strict, release=release, namespace=namespace,
-                               kubernetes_version=kubernetes_version, debug=debug, render=own)
-    cache = _verdict_cache_dir()  # one lookup of the library versions per lint
-    child = _early_ray_child(cache)
+                               kubernetes_version=kubernetes_version, debug=debug, render=own,
+                               ray_child=ray_child, cache=cache)
+    if cache is _UNSET:
+        cache = verdict_cache_dir()  # one lookup of the library versions per lint
+    child = early_child(cache) if ray_child is _UNSET else ray_child
     try:
         return _lint(files, sets, set_strings, strict, kubernetes_version, render, child, cache, debug)
     finally:
@@ -199,10 +149,10 @@ def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRend
         sev = f.severity if f.severity in (ERROR, WARNING, NOTICE) else ERROR
         where = " ".join(x for x in (f.obj, f.path) if x)
         result.findings.append(ValuesFinding(f.check or "manifest", sev, where, f.message, origin=f.source or ""))
-    if _ray_schemas_off():
+    if ray_schemas_off():
         result.notes.append(f"Ray's schemas (ServeDeploySchema, LLMConfig) not checked: {ENV_RAY_SCHEMAS}="
                             f"{os.environ[ENV_RAY_SCHEMAS]}")
-    elif _ray_installed():
+    elif ray_installed():
         from .ray_verdicts import RayCheckError
 
         try:

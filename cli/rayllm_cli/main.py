@@ -142,12 +142,22 @@ def lint(
     from .helm_run import HelmRender
 
     ns = namespace or os.environ.get("HELM_NAMESPACE") or "default"
-    # helm starts rendering now and runs while the checks below are imported.
+    # helm starts rendering now, and on a first run Ray's checker starts importing
+    # Ray, while the checks below are imported.
     with HelmRender(values or [], set_ or [], set_string or [], release, ns) as render:
-        from .lint import lint_values
+        from .ray_verdicts import early_child, verdict_cache_dir
 
-        result = lint_values(values or [], set_ or [], set_string or [], strict=strict, release=release,
-                             namespace=ns, kubernetes_version=kubernetes_version, debug=_debug, render=render)
+        cache = verdict_cache_dir()
+        child = early_child(cache)
+        try:
+            from .lint import lint_values
+
+            result = lint_values(values or [], set_ or [], set_string or [], strict=strict, release=release,
+                                 namespace=ns, kubernetes_version=kubernetes_version, debug=_debug, render=render,
+                                 ray_child=child, cache=cache)
+        finally:
+            if child is not None and child.proc.poll() is None:
+                child.cancel()  # not needed after all, or lint failed
     _print_findings(result.findings, header="lint", valid=result.valid, output=output,
                     extra={"objects": result.objects, "notes": result.notes})
     if output == "text":

@@ -26,13 +26,20 @@ import logging
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 #: Optional imports of Ray's config and Serve modules, unused by validation.
 DEFERRED = ("torch", "transformers", "pandas")
 
 #: RAYLLM_RAY_CHECK=inprocess checks in lint's own process (plain Ray import).
 ENV_MODE = "RAYLLM_RAY_CHECK"
+
+# Ray's own models cost about a second on a first run (a child process imports
+# Ray Serve and ray.llm); `off` skips them for quick iterations (the other checks still run).
+ENV_RAY_SCHEMAS = "RAYLLM_RAY_SCHEMAS"
+
+#: Marks "not looked up yet" (None already means no cache: RAYLLM_CACHE_DIR=off or no Ray).
+UNSET: object = object()
 
 Item = Tuple[str, str]  # (schema name, YAML text)
 
@@ -200,6 +207,58 @@ def check_items(items: Sequence[Item], child: Optional[RayChild] = None) -> List
     if in_process():
         return check(items, defer=False)
     return check_in_child(items, child)
+
+
+# ---- lint's side: what it looks up and starts before importing its checks.
+# These use only the standard library (and checks_common), so the CLI can call
+# them first thing and let the child import Ray while everything else loads.
+
+def verdict_cache_dir() -> Any:
+    """Where Ray's verdicts are cached, keyed by content and library versions; None when off.
+
+    A first check imports Ray Serve and its LLM config models in a child
+    process (see the module doc), several times what the rest of lint costs. A
+    verdict depends only on the text checked and the versions of Ray and
+    pydantic, so a re-lint of unchanged model files (the common case in a
+    pre-commit hook or CI) needs no Ray import at all. ``RAYLLM_CACHE_DIR=off``
+    turns it off.
+    """
+    import hashlib
+    from importlib import metadata
+
+    from .checks_common import user_cache_dir
+
+    try:
+        versions = f"ray={metadata.version('ray')};pydantic={metadata.version('pydantic')}"
+    except metadata.PackageNotFoundError:
+        return None
+    return user_cache_dir("ray-verdicts", hashlib.sha256(versions.encode()).hexdigest()[:16])
+
+
+def ray_schemas_off() -> bool:
+    from .checks_common import env_says_off
+
+    return env_says_off(ENV_RAY_SCHEMAS)
+
+
+def ray_installed() -> bool:
+    # find_spec("ray.serve") would import the ray package (~0.25 s) even when every
+    # verdict is cached; the top-level lookup does not import anything, and a Ray
+    # without Serve's dependencies shows up as an ImportError from the checker.
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def early_child(cache: Any) -> Optional[RayChild]:
+    """Start Ray's checker now when it will almost surely be needed: a first run,
+    with no verdict cached yet (a fresh CI runner). It then imports Ray while helm
+    renders and the values are validated. Later runs start it only on a cache miss."""
+    if in_process() or ray_schemas_off() or not ray_installed():
+        return None
+    if cache is not None and cache.is_dir() and any(cache.glob("*.json")):
+        return None
+    return RayChild()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

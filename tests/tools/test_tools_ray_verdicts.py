@@ -55,7 +55,7 @@ def test_cache_off_still_checks(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYLLM_CACHE_DIR", "off")
     found = lint._ray_findings(_docs(GOOD_SERVE, {"bad.yaml": {"accelerator_type": "L4"}}))
     assert [f.rule for f in found] == ["ray:LLMConfig"]
-    assert lint._verdict_cache_dir() is None
+    assert lint.verdict_cache_dir() is None
 
 
 def test_relint_of_unchanged_files_needs_no_ray_import(tmp_path):
