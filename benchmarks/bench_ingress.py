@@ -186,8 +186,10 @@ def _summary_ms(values: List[float]) -> Dict[str, float]:
     }
 
 
-async def _load(url: str, headers: Dict[str, str], body: bytes, concurrency: int, total: int, stream: bool) -> Dict[str, Any]:
-    """Closed loop: `concurrency` clients share `total` requests."""
+async def _load(url: str, headers: Dict[str, str], body: bytes, concurrency: int, total: int, stream: bool,
+                procs: Optional[Dict[str, List[Any]]] = None) -> Dict[str, Any]:
+    """Closed loop: `concurrency` clients share `total` requests.
+    ``procs``: Ray's processes by role (see _ray_processes), whose CPU per request is reported."""
     import aiohttp
 
     latencies: List[float] = []
@@ -230,11 +232,13 @@ async def _load(url: str, headers: Dict[str, str], body: bytes, concurrency: int
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         cpu_before = psutil.cpu_times()
+        roles_before = _role_cpu(procs)
         proc_before = time.process_time()
         wall_start = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
         wall = time.perf_counter() - wall_start
         proc_cpu = time.process_time() - proc_before
+        roles_after = _role_cpu(procs)
         cpu_after = psutil.cpu_times()
 
     busy = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system) + (
@@ -252,10 +256,61 @@ async def _load(url: str, headers: Dict[str, str], body: bytes, concurrency: int
         "machine_busy_cores": round(busy / wall, 3) if wall > 0 else 0.0,
         "client_cpu_share": round(proc_cpu / busy, 3) if busy > 0 else None,
     }
+    if procs is not None and latencies:
+        # CPU seconds each role spent during the run, per answered request (ms).
+        result["cpu_ms_per_request"] = {
+            role: round(1000 * (roles_after[role] - roles_before.get(role, 0.0)) / len(latencies), 3)
+            for role in roles_after
+        }
     if stream:
         result["ttfb_ms"] = _summary_ms(ttfbs)
     result["_latencies"], result["_ttfbs"] = latencies, ttfbs
     return result
+
+
+def _ray_processes() -> Dict[str, List[Any]]:
+    """Ray's processes on this machine by role: "proxy", "<app>:<deployment>" for
+    Serve replicas, "controller", "raylet", "gcs" and "other" (the rest of Ray).
+    Taken after the apps are deployed; replicas are never restarted during a run."""
+    import psutil
+
+    roles: Dict[str, List[Any]] = {}
+    for proc in psutil.process_iter(["cmdline", "name"]):
+        cmd = proc.info["cmdline"] or []
+        head = cmd[0] if cmd else ""
+        name = proc.info["name"] or ""
+        if head.startswith("ray::ServeReplica:"):
+            role = head[len("ray::ServeReplica:"):]
+        elif head.startswith("ray::ProxyActor"):
+            role = "proxy"
+        elif head.startswith("ray::ServeController"):
+            role = "controller"
+        elif head.startswith("ray::") or "default_worker.py" in " ".join(cmd[:3]):
+            role = "other"
+        elif name == "raylet" or head.endswith("/raylet"):
+            role = "raylet"
+        elif name == "gcs_server" or head.endswith("/gcs_server"):
+            role = "gcs"
+        else:
+            continue
+        roles.setdefault(role, []).append(proc)
+    return roles
+
+
+def _role_cpu(procs: Optional[Dict[str, List[Any]]]) -> Dict[str, float]:
+    import psutil
+
+    out: Dict[str, float] = {}
+    for role, members in (procs or {}).items():
+        total = 0.0
+        for proc in members:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:  # gone: counts nothing from here on
+                continue
+            total += times.user + times.system
+        out[role] = total
+    return out
 
 
 def _merge(runs: List[Dict[str, Any]], raw: List[List[float]]) -> Dict[str, Any]:
@@ -279,15 +334,23 @@ def _merge(runs: List[Dict[str, Any]], raw: List[List[float]]) -> Dict[str, Any]
     }
     busy = out["machine_busy_cores"]
     out["client_cpu_share"] = round(out["client_cpu_cores"] / busy, 3) if busy else None
+    with_cpu = [r for r in runs if r.get("cpu_ms_per_request")]
+    if with_cpu:
+        answered = sum(r["ok"] for r in with_cpu)
+        roles = sorted({role for r in with_cpu for role in r["cpu_ms_per_request"]})
+        out["cpu_ms_per_request"] = {
+            role: round(sum(r["cpu_ms_per_request"].get(role, 0.0) * r["ok"] for r in with_cpu) / answered, 3)
+            for role in roles
+        } if answered else {}
     out["latency_ms"] = _summary_ms(raw[0])
     if raw[1]:
         out["ttfb_ms"] = _summary_ms(raw[1])
     return out
 
 
-async def _load_collect(url, headers, body, concurrency, total, stream, sink):
+async def _load_collect(url, headers, body, concurrency, total, stream, sink, procs=None):
     """_load, moving the raw samples into sink (pooled percentiles across rounds)."""
-    result = await _load(url, headers, body, concurrency, total, stream)
+    result = await _load(url, headers, body, concurrency, total, stream, procs)
     sink[0].extend(result.pop("_latencies"))
     sink[1].extend(result.pop("_ttfbs"))
     return result
@@ -422,6 +485,7 @@ def run_benchmark(
             ).encode()
 
         results: Dict[str, Any] = {name: {} for name in names}
+        procs = _ray_processes()
         for c in concurrency:
             for mode, stream in (("unary", False), ("stream", True)):
                 total = _requests_for(c, requests, per_client_cap)
@@ -437,7 +501,8 @@ def run_benchmark(
                         if warmup:
                             asyncio.run(_load(url, headers, body(stream), c, max(c, warmup), stream))  # discarded
                         runs[target].append(
-                            asyncio.run(_load_collect(url, headers, body(stream), c, total, stream, samples[target]))
+                            asyncio.run(_load_collect(url, headers, body(stream), c, total, stream, samples[target],
+                                                      procs))
                         )
                 for target in names:
                     merged = _merge(runs[target], samples[target])
@@ -569,6 +634,36 @@ def _overhead_table(overhead: Dict[str, Any], concurrency: List[int]) -> List[st
     return lines
 
 
+def _cpu_table(report: Dict[str, Any]) -> List[str]:
+    """Where the CPU goes: ms of CPU per answered non-streaming request, by Ray process."""
+    res, cfg = report["results"], report["config"]
+    if not any(res[name]["unary"][str(c)].get("cpu_ms_per_request") for name in res for c in cfg["concurrency"]):
+        return []
+    lines = [
+        "",
+        "## Where the CPU goes (non-streaming)",
+        "",
+        "Milliseconds of CPU per answered request in each Ray process during the run: the HTTP proxy, "
+        "the target's own replicas (`app:deployment`), and the rest of Ray (controller, raylet, GCS, "
+        "the other targets' idle replicas). On a machine that is CPU-bound at high concurrency, "
+        "throughput follows the total.",
+        "",
+        "| concurrency | target | proxy | replicas (ms each) | rest of Ray | total |",
+        "|---:|---|---:|---|---:|---:|",
+    ]
+    for c in cfg["concurrency"]:
+        for name in res:
+            cpu = res[name]["unary"][str(c)].get("cpu_ms_per_request") or {}
+            if not cpu:
+                continue
+            own = {role: ms for role, ms in cpu.items() if role.startswith(f"{name}:")}
+            rest = sum(ms for role, ms in cpu.items() if role != "proxy" and role not in own)
+            replicas = ", ".join(f"{role.split(':', 1)[1]} {ms}" for role, ms in sorted(own.items()))
+            lines.append(f"| {c} | {name} | {cpu.get('proxy', 0.0)} | {replicas} | {round(rest, 3)} | "
+                         f"{round(sum(cpu.values()), 3)} |")
+    return lines
+
+
 def render_markdown(report: Dict[str, Any]) -> str:
     cfg, info, res, ovh = report["config"], report["machine"], report["results"], report["overhead"]
     lines = [
@@ -615,6 +710,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
                 f"| {c} | {name} | {r['requests']} | {sum(r['errors'].values())} | {t.get('p50')} | {t.get('p99')} | "
                 f"{r['latency_ms'].get('p50')} | {r['latency_ms'].get('p99')} | {r['throughput_rps']} |"
             )
+    lines += _cpu_table(report)
     lines += [
         "",
         f"## Overhead of our path (target: at most {int(cfg['target_overhead'] * 100)} %)",

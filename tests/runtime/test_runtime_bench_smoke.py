@@ -46,6 +46,17 @@ def test_bench_ingress_smoke(tmp_path):
                 assert cell["ok"] == cell["requests"] and not cell["errors"], (target, mode, level, cell)
                 if mode == "stream":
                     assert {"p50", "p99"} <= set(cell["ttfb_ms"])
+                # CPU per request by Ray process: the proxy and the target's own replicas are found. At this
+                # size a cell lasts a few clock ticks, so one cell may read 0; the target's cells together may not.
+                cpu = cell["cpu_ms_per_request"]
+                own = [role for role in cpu if role.startswith(f"{target}:")]
+                assert "proxy" in cpu and own and min(cpu.values()) >= 0, (target, mode, cpu)
+        cells = [report["results"][target][m][lv]["cpu_ms_per_request"] for m in ("unary", "stream") for lv in ("1", "2")]
+        assert sum(ms for cpu in cells for role, ms in cpu.items() if role.startswith(f"{target}:")) > 0, target
+    # The split path has a model replica of its own; the colocated one does not.
+    assert any("RayLLMModel" in role for role in report["results"]["ours"]["unary"]["2"]["cpu_ms_per_request"])
+    assert not any("RayLLMModel" in role and role.startswith("colocated:")
+                   for role in report["results"]["colocated"]["unary"]["2"]["cpu_ms_per_request"])
     assert isinstance(report["within_target_colocated"], bool)
     for level in ("1", "2"):
         assert set(report["overhead_colocated"][level]) == set(report["overhead"][level])
@@ -58,5 +69,5 @@ def test_bench_ingress_smoke(tmp_path):
     markdown = (tmp_path / "ingress.md").read_text()
     assert markdown.startswith("# Ingress overhead benchmark")
     for heading in ("## Non-streaming chat completions", "## Streaming (stream=true)", "## Overhead of our path",
-                    "## Overhead of our path with the model colocated"):
+                    "## Overhead of our path with the model colocated", "## Where the CPU goes"):
         assert heading in markdown
