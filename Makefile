@@ -13,7 +13,7 @@ CHECKOV_SPEC ?= checkov==3.3.30
 KUBERAY_CRDS ?= $(abspath ../shared/kuberay-crds)
 VALUES ?= values/dev.yaml
 
-.PHONY: setup test render run schema docs pack-runtime lint plan bench bench-chart bench-ingress
+.PHONY: setup test render run schema docs pack-runtime lint plan bench bench-chart bench-ingress bench-vllm
 
 setup: $(VENV)/.installed
 
@@ -63,3 +63,9 @@ bench-chart: setup
 ## INGRESS_BENCH_ARGS="--concurrency 1,16 --requests 200 --rounds 1" for a quick run.
 bench-ingress: setup
 	$(PY) benchmarks/bench_ingress.py $(INGRESS_BENCH_ARGS)
+
+## bench-vllm (a CUDA GPU and a CUDA build of vLLM in the venv; not part of `bench`): our model
+## deployment (engine vllm) vs Ray's build_openai_app on the same weights; writes
+## benchmarks/results/vllm.{json,md}. VLLM_BENCH_ARGS="--model-source /path/to/weights" for a real model.
+bench-vllm: setup
+	$(PY) benchmarks/bench_vllm.py $(VLLM_BENCH_ARGS)

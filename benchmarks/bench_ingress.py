@@ -313,14 +313,20 @@ def _role_cpu(procs: Optional[Dict[str, List[Any]]]) -> Dict[str, float]:
     return out
 
 
+def sum_errors(runs: List[Dict[str, Any]]) -> Dict[str, int]:
+    """The runs' error counts ({kind: count}) added up."""
+    errors: Dict[str, int] = {}
+    for r in runs:
+        for kind, count in r["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+    return errors
+
+
 def _merge(runs: List[Dict[str, Any]], raw: List[List[float]]) -> Dict[str, Any]:
     """Rounds pooled: summed counts, wall-weighted throughput, per-round detail."""
     wall = sum(r["wall_s"] for r in runs)
     ok = sum(r["ok"] for r in runs)
-    errors: Dict[str, int] = {}
-    for r in runs:
-        for k, v in r["errors"].items():
-            errors[k] = errors.get(k, 0) + v
+    errors = sum_errors(runs)
     out = {
         "requests": sum(r["requests"] for r in runs),
         "ok": ok,

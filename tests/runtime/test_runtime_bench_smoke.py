@@ -71,3 +71,89 @@ def test_bench_ingress_smoke(tmp_path):
     for heading in ("## Non-streaming chat completions", "## Streaming (stream=true)", "## Overhead of our path",
                     "## Overhead of our path with the model colocated", "## Where the CPU goes"):
         assert heading in markdown
+
+
+# -- benchmarks/bench_vllm.py: the GPU comparison, smoke-tested on the CPU engine ----------------------------
+
+VLLM_SCRIPT = REPO / "benchmarks" / "bench_vllm.py"
+
+
+def _bench_vllm():
+    sys.path.insert(0, str(VLLM_SCRIPT.parent))
+    try:
+        import bench_vllm
+    finally:
+        sys.path.remove(str(VLLM_SCRIPT.parent))
+    return bench_vllm
+
+
+def test_bench_vllm_runs_our_path_on_cpu_and_reports(tmp_path):
+    """The load generator, token accounting and reports against our real gateway (CPU engine, tiny model).
+    The vLLM-vs-Ray comparison itself needs a GPU; here only our path can run."""
+    pytest.importorskip("aiohttp")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, str(VLLM_SCRIPT), "--engine", "cpu", "--targets", "ours", "--concurrency", "1,2",
+         "--requests", "4", "--warmup", "1", "--max-tokens", "6", "--rounds", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=170, env=env, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads((tmp_path / "vllm.json").read_text())
+    assert report["benchmark"] == "vllm" and report["config"]["targets"] == ["ours"]
+    assert report["comparison"] is None and report["within_target"] is None  # one target: nothing to compare
+    for level in ("1", "2"):
+        cell = report["results"]["ours"][level]
+        assert cell["ok"] == cell["requests"] == 4 and not cell["errors"], cell
+        # Every request streamed exactly max_tokens tokens (usage from the server), and throughput counts them.
+        assert cell["completion_tokens_per_request"] == [6] and cell["output_tokens"] == 24
+        assert cell["output_tokens_per_s"] > 0
+        assert 0 < cell["ttft_ms"]["p50"] <= cell["latency_ms"]["p50"]
+    assert (tmp_path / "vllm.md").read_text().startswith("# vLLM: our model deployment vs Ray")
+
+
+def test_bench_vllm_usage_errors():
+    for args in (["--engine", "cpu"], ["--targets", "ours,nope"]):  # cpu with Ray's target; an unknown target
+        proc = subprocess.run([sys.executable, str(VLLM_SCRIPT), *args], capture_output=True, text=True,
+                              timeout=120, cwd=REPO)
+        assert proc.returncode == 2 and "--" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_bench_vllm_builds_both_apps_with_the_same_engine_settings():
+    """Ray's app is built from an LLMConfig Ray's own models accept, with our deployment's engine_kwargs."""
+    pytest.importorskip("ray.serve.llm")
+    import argparse
+
+    from ray.serve._private.build_app import build_app
+
+    bench = _bench_vllm()
+    args = argparse.Namespace(engine="vllm", gpu_memory_utilization=0.5, max_model_len=1024, enforce_eager=True,
+                              max_ongoing=128)
+    ray_app = build_app(bench.build_ray("/models/tiny", args), name="ray")
+    ours_app = build_app(bench.build_ours("/models/tiny", args), name="ours")
+    server = next(d for d in ray_app.deployments if d.name.startswith("LLMServer"))
+    model = next(d for d in ours_app.deployments if d.name.startswith("RayLLMModel"))
+    assert server._deployment_config.max_ongoing_requests == model._deployment_config.max_ongoing_requests == 128
+    assert model.ray_actor_options["num_gpus"] == 1
+    llm_config = server.init_kwargs["llm_config"]  # Ray's LLMServer takes its LLMConfig by keyword
+    ours_config = model.init_args[0]
+    assert llm_config.engine_kwargs == ours_config["engine_kwargs"] == {
+        "gpu_memory_utilization": 0.5, "max_model_len": 1024, "enforce_eager": True}
+    assert llm_config.model_loading_config.model_source == ours_config["model_source"] == "/models/tiny"
+
+
+def test_bench_vllm_sse_parsing_and_comparison():
+    bench = _bench_vllm()
+    buffer = bytearray(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: [DONE]\n\ndata: {"x"')
+    assert bench.parse_events(buffer) == [{"choices": [{"delta": {"content": "a"}}]}, "[DONE]"]
+    assert buffer == bytearray(b'data: {"x"')  # an incomplete event waits for the rest
+
+    def cell(tps, ttft):
+        return {"output_tokens_per_s": tps, "ttft_ms": {"p50": ttft}}
+
+    results = {"ours": {"1": cell(99.0, 10.0), "8": cell(90.0, 10.0)},
+               "ray": {"1": cell(100.0, 10.0), "8": cell(100.0, 12.0)}}
+    comparison = bench.compare(results, [1, 8])
+    assert comparison["1"] == {"tokens_per_s_ratio": 0.99, "ttft_p50_ratio_ray_over_ours": 1.0, "within_target": True}
+    assert comparison["8"]["tokens_per_s_ratio"] == 0.9 and comparison["8"]["within_target"] is False
+    assert bench.compare({"ours": results["ours"]}, [1, 8]) is None
