@@ -26,7 +26,8 @@ import logging
 import os
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 #: Optional imports of Ray's config and Serve modules, unused by validation.
 DEFERRED = ("torch", "transformers", "pandas")
@@ -210,10 +211,10 @@ def check_items(items: Sequence[Item], child: Optional[RayChild] = None) -> List
 
 
 # ---- lint's side: what it looks up and starts before importing its checks.
-# These use only the standard library (and checks_common), so the CLI can call
-# them first thing and let the child import Ray while everything else loads.
+# These need only the standard library and checks_common (PyYAML), so the CLI can
+# call them first thing and let the child import Ray while everything else loads.
 
-def verdict_cache_dir() -> Any:
+def verdict_cache_dir() -> Optional[Path]:
     """Where Ray's verdicts are cached, keyed by content and library versions; None when off.
 
     A first check imports Ray Serve and its LLM config models in a child
@@ -250,7 +251,7 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def early_child(cache: Any) -> Optional[RayChild]:
+def early_child(cache: Optional[Path]) -> Optional[RayChild]:
     """Start Ray's checker now when it will almost surely be needed: a first run,
     with no verdict cached yet (a fresh CI runner). It then imports Ray while helm
     renders and the values are validated. Later runs start it only on a cache miss."""
