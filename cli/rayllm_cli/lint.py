@@ -82,6 +82,26 @@ def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Val
     return out
 
 
+def _ray_release_mismatch(ray_version: Any) -> Optional[str]:
+    """A note when the Ray that judged the files is another release line than the pods run.
+
+    Ray Serve LLM's config models change between minor releases (keys added,
+    renamed, validated differently), so a verdict holds for the release that gave
+    it. A note, not a warning: the pods' Ray is often not installable beside the
+    CLI, and the verdict is still the best one available here.
+    """
+    from importlib import metadata
+
+    try:
+        here = metadata.version("ray")
+    except metadata.PackageNotFoundError:
+        return None
+    if not isinstance(ray_version, str) or here.split(".")[:2] == ray_version.split(".")[:2]:
+        return None
+    return (f"Ray's schemas were checked with Ray {here} (installed here) while the pods run Ray {ray_version} "
+            f"(rayVersion); for their exact verdict, lint from an environment with ray[serve,llm]=={ray_version}")
+
+
 def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, strict: bool = False,
                 release: str = "ray-llm", namespace: str = "default", kubernetes_version: Optional[str] = None,
                 debug: Callable[[str], None] = lambda _m: None, render: Optional[HelmRender] = None,
@@ -157,6 +177,9 @@ def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRend
 
         try:
             result.findings += _ray_findings(list(report.objects), child, cache)  # parsed once, by check_rendered
+            mismatch = _ray_release_mismatch(result.merged.values.get("rayVersion"))
+            if mismatch:
+                result.notes.append(mismatch)
         except ImportError as exc:
             result.notes.append(f"Ray's schemas not checked: {exc} (install ray[serve,llm])")
         except RayCheckError as exc:

@@ -151,6 +151,25 @@ def test_lint_reads_stdin_once_for_validate_and_helm(tmp_path):
     assert proc.returncode == 1 and "<stdin>" in proc.stdout and "rendering skipped" in proc.stdout, proc.stdout
 
 
+def test_lint_says_when_the_checking_ray_is_not_the_pods_ray(tmp_path):
+    """Ray's verdicts hold for the Ray that gave them: lint notes a release line other than rayVersion."""
+    pytest.importorskip("ray.serve")
+    from importlib import metadata
+
+    here = metadata.version("ray")
+    other = "2.48.0" if not here.startswith("2.48.") else "2.47.0"
+    notes = {}
+    for version in (here, other):
+        v = base()
+        v["rayVersion"], v["image"] = version, {"tag": f"{version}-py311-cu128"}
+        code, out, err = cli("lint", "-f", str(write(tmp_path, v, f"v{version}.yaml")), "-o", "json")
+        assert code == 0, out + err
+        notes[version] = [n for n in json.loads(out)["notes"] if "pods run Ray" in n]
+    assert notes[here] == []
+    assert len(notes[other]) == 1 and f"Ray {here} (installed here)" in notes[other][0]
+    assert f"ray[serve,llm]=={other}" in notes[other][0]
+
+
 # ---------------------------------------------------------------- plan
 
 
