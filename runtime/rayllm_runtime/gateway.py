@@ -235,23 +235,48 @@ class GatewayCore:
         await self.router.close()
 
 
+# The gateway of the replica this process hosts. Serve runs one replica per
+# process and builds its ASGI app (``_replica_asgi_app``) right after
+# ``RayLLMGateway.__init__``, with no way to pass the instance: this is the
+# hand-over. Only module-level functions touch it: Ray ships the deployment class
+# by value (its methods get a copy of the globals they name), while module-level
+# functions travel by reference and so share this module's globals in the replica.
+_replica_core: Optional[GatewayCore] = None
+
+
+def _hand_over(core: GatewayCore) -> None:
+    global _replica_core
+    _replica_core = core
+
+
+def _replica_asgi_app():
+    """The replica's FastAPI app, routes closed over its GatewayCore.
+
+    A builder function given to ``serve.ingress`` is the form every supported
+    Ray accepts: the chart's default image runs Ray 2.49, which has neither
+    ``serve.ingress()`` without an app nor an async ``__init__`` under
+    ``serve.ingress``. Colocated engines load in the app's lifespan startup,
+    which Serve runs before the replica takes traffic.
+    """
+    from rayllm_runtime.openai.router import build_fastapi_app
+
+    core = _replica_core
+    if core is None:
+        raise RuntimeError("RayLLMGateway.__init__ did not run in this process before its app was built")
+    return build_fastapi_app(core, on_startup=core.router.start)
+
+
 @serve.deployment(name="RayLLMGateway", max_ongoing_requests=256)
-@serve.ingress()
+@serve.ingress(_replica_asgi_app)
 class RayLLMGateway:
     """OpenAI-compatible front door of one application."""
 
-    async def __init__(self, args: Dict[str, Any], handles: Dict[str, Any]):
+    def __init__(self, args: Dict[str, Any], handles: Dict[str, Any]):
         self.core = GatewayCore(GatewayArgs.model_validate(args), handles)
-        await self.core.router.start()  # colocated engines load before the replica takes traffic
+        _hand_over(self.core)
 
     async def check_health(self) -> None:
         await self.core.router.check_health()
-
-    def __serve_build_asgi_app__(self):
-        # Built in the replica so routes close over this replica's core.
-        from rayllm_runtime.openai.router import build_fastapi_app
-
-        return build_fastapi_app(self.core)
 
     async def __del__(self):
         try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Optional
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,9 +19,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rayllm.router")
 
 
-def build_fastapi_app(core: "GatewayCore") -> FastAPI:
+def build_fastapi_app(core: "GatewayCore", on_startup: Optional[Callable[[], Awaitable[None]]] = None) -> FastAPI:
+    """The gateway's OpenAI surface over ``core``; ``on_startup`` is awaited in the
+    app's lifespan startup (before any request)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await on_startup()
+        yield
+
     # No /docs or /openapi.json: the surface is OpenAI's, documented there.
-    app = FastAPI(title="ray-llm gateway", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="ray-llm gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
