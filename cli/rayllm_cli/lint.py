@@ -9,7 +9,8 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import ERROR, NOTICE, WARNING, ValuesFinding
 from .helm_run import HelmRender
-from .ray_verdicts import ENV_RAY_SCHEMAS, UNSET as _UNSET, early_child, ray_installed, ray_schemas_off, verdict_cache_dir
+from .ray_verdicts import (ENV_RAY_SCHEMAS, UNSET as _UNSET, early_child, installed_version, ray_installed,
+                           ray_schemas_off, verdict_cache_dir)
 from .validate import Result, validate_values
 
 
@@ -90,13 +91,8 @@ def _ray_release_mismatch(ray_version: Any) -> Optional[str]:
     it. A note, not a warning: the pods' Ray is often not installable beside the
     CLI, and the verdict is still the best one available here.
     """
-    from importlib import metadata
-
-    try:
-        here = metadata.version("ray")
-    except metadata.PackageNotFoundError:
-        return None
-    if not isinstance(ray_version, str) or here.split(".")[:2] == ray_version.split(".")[:2]:
+    here = installed_version("ray")
+    if here is None or not isinstance(ray_version, str) or here.split(".")[:2] == ray_version.split(".")[:2]:
         return None
     return (f"Ray's schemas were checked with Ray {here} (installed here) while the pods run Ray {ray_version} "
             f"(rayVersion); for their exact verdict, lint from an environment with ray[serve,llm]=={ray_version}")
@@ -112,7 +108,8 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
     before importing this module, so helm renders while Python loads the
     checks); without one, lint starts its own. ``ray_child`` and ``cache``:
     Ray's checker (or None) and the verdict cache, if the caller started and
-    looked them up already (the CLI does, for the same reason).
+    looked them up already (the CLI does, for the same reason); whoever starts
+    the checker stops it.
     """
     if render is None:
         with HelmRender(files, sets, set_strings, release, namespace) as own:
@@ -121,7 +118,9 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
                                ray_child=ray_child, cache=cache)
     if cache is _UNSET:
         cache = verdict_cache_dir()  # one lookup of the library versions per lint
-    child = early_child(cache) if ray_child is _UNSET else ray_child
+    if ray_child is not _UNSET:  # the caller started it and stops it
+        return _lint(files, sets, set_strings, strict, kubernetes_version, render, ray_child, cache, debug)
+    child = early_child(cache)
     try:
         return _lint(files, sets, set_strings, strict, kubernetes_version, render, child, cache, debug)
     finally:

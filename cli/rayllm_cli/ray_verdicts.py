@@ -20,6 +20,7 @@ JSON on stdin and stdout) so that its own process never imports Ray:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -214,6 +215,18 @@ def check_items(items: Sequence[Item], child: Optional[RayChild] = None) -> List
 # These need only the standard library and checks_common (PyYAML), so the CLI can
 # call them first thing and let the child import Ray while everything else loads.
 
+@functools.lru_cache(maxsize=None)
+def installed_version(distribution: str) -> Optional[str]:
+    """The installed version of ``distribution`` (None if absent); looked up once per process,
+    since each lookup scans the installed distributions."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def verdict_cache_dir() -> Optional[Path]:
     """Where Ray's verdicts are cached, keyed by content and library versions; None when off.
 
@@ -225,14 +238,13 @@ def verdict_cache_dir() -> Optional[Path]:
     turns it off.
     """
     import hashlib
-    from importlib import metadata
 
     from .checks_common import user_cache_dir
 
-    try:
-        versions = f"ray={metadata.version('ray')};pydantic={metadata.version('pydantic')}"
-    except metadata.PackageNotFoundError:
+    ray, pydantic = installed_version("ray"), installed_version("pydantic")
+    if ray is None or pydantic is None:
         return None
+    versions = f"ray={ray};pydantic={pydantic}"
     return user_cache_dir("ray-verdicts", hashlib.sha256(versions.encode()).hexdigest()[:16])
 
 
