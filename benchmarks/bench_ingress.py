@@ -363,6 +363,17 @@ async def _load_collect(url, headers, body, concurrency, total, stream, sink, pr
 
 
 # -- the run --------------------------------------------------------------------
+def concurrency_levels(text: str) -> List[int]:
+    """argparse type of --concurrency: "1,16,64" -> [1, 16, 64]; anything else is a usage error."""
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected comma-separated positive integers, e.g. 1,16,64")
+    return levels
+
+
 def _requests_for(concurrency: int, requests: int, per_client_cap: int) -> int:
     return max(concurrency, min(requests, per_client_cap * concurrency))
 
@@ -778,7 +789,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", default="1,16,64", help="comma-separated client counts (default 1,16,64)")
+    parser.add_argument("--concurrency", type=concurrency_levels, default="1,16,64",
+                        help="comma-separated client counts (default 1,16,64)")
     parser.add_argument("--requests", type=int, default=1000, help="requests per cell and round (default 1000)")
     parser.add_argument(
         "--per-client-cap", type=int, default=200,
@@ -798,11 +810,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--name", default="ingress", help="output file name without extension (default ingress)")
     parser.add_argument("--baseline", help="an earlier ingress.json to compare our path with (e.g. before a change)")
     args = parser.parse_args(argv)
-    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
-    if not levels or min(levels) < 1:
-        parser.error("--concurrency needs positive integers, e.g. 1,16,64")
     report = run_benchmark(
-        levels,
+        args.concurrency,
         args.requests,
         args.delay_ms,
         Path(args.out),

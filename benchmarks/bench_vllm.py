@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingress import _summary_ms, machine_info, sum_errors  # noqa: E402  (same folder; also sets up rayllm_runtime)
+from bench_ingress import _summary_ms, concurrency_levels, machine_info, sum_errors  # noqa: E402  (same folder; also sets up rayllm_runtime)
 
 MODEL_ID = "bench-llm"
 TARGET_RATIO = 0.98
@@ -253,7 +253,7 @@ def run_benchmark(args: argparse.Namespace, log=print) -> Dict[str, Any]:
 
     from rayllm_runtime.testing import build_tiny_model, free_port, wait_http_ok
 
-    concurrency = [int(c) for c in args.concurrency.split(",")]
+    concurrency: List[int] = args.concurrency
     targets = [t for t in args.targets.split(",") if t]
     model_source = args.model_source
     if not model_source:
@@ -373,7 +373,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--engine", choices=("vllm", "cpu"), default="vllm",
                         help="engine of our deployment; cpu only with --targets ours (smoke test)")
     parser.add_argument("--targets", default="ours,ray", help="comma-separated subset of ours,ray")
-    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts")
+    parser.add_argument("--concurrency", type=concurrency_levels, default="1,8,32",
+                        help="comma-separated client counts")
     parser.add_argument("--requests", type=int, default=64, help="requests per cell and round")
     parser.add_argument("--warmup", type=int, default=8, help="unmeasured requests before each cell")
     parser.add_argument("--rounds", type=int, default=2, help="rounds; the target order alternates")

@@ -94,6 +94,19 @@ def model_files_of(docs: List[dict]) -> Dict[str, str]:
     return out
 
 
+def import_benchmark(module: str):
+    """A module of benchmarks/ (scripts, not a package: imported with that folder on sys.path)."""
+    import importlib
+    import sys
+
+    folder = str(REPO / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(folder)
+
+
 def write_values(tmp_path: Path, name: str, data: dict) -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import import_benchmark
+
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,15 +80,6 @@ def test_bench_ingress_smoke(tmp_path):
 VLLM_SCRIPT = REPO / "benchmarks" / "bench_vllm.py"
 
 
-def _bench_vllm():
-    sys.path.insert(0, str(VLLM_SCRIPT.parent))
-    try:
-        import bench_vllm
-    finally:
-        sys.path.remove(str(VLLM_SCRIPT.parent))
-    return bench_vllm
-
-
 def test_bench_vllm_runs_our_path_on_cpu_and_reports(tmp_path):
     """The load generator, token accounting and reports against our real gateway (CPU engine, tiny model).
     The vLLM-vs-Ray comparison itself needs a GPU; here only our path can run."""
@@ -112,9 +105,13 @@ def test_bench_vllm_runs_our_path_on_cpu_and_reports(tmp_path):
     assert (tmp_path / "vllm.md").read_text().startswith("# vLLM: our model deployment vs Ray")
 
 
-def test_bench_vllm_usage_errors():
-    for args in (["--engine", "cpu"], ["--targets", "ours,nope"]):  # cpu with Ray's target; an unknown target
-        proc = subprocess.run([sys.executable, str(VLLM_SCRIPT), *args], capture_output=True, text=True,
+def test_bench_usage_errors():
+    cases = [(VLLM_SCRIPT, ["--engine", "cpu"]),                    # cpu with Ray's target
+             (VLLM_SCRIPT, ["--targets", "ours,nope"]),              # an unknown target
+             (VLLM_SCRIPT, ["--concurrency", "1,x"]),                # not a number
+             (SCRIPT, ["--concurrency", "0"])]                       # bench_ingress: not positive
+    for script, args in cases:
+        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
                               timeout=120, cwd=REPO)
         assert proc.returncode == 2 and "--" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
@@ -126,7 +123,7 @@ def test_bench_vllm_builds_both_apps_with_the_same_engine_settings():
 
     from ray.serve._private.build_app import build_app
 
-    bench = _bench_vllm()
+    bench = import_benchmark("bench_vllm")
     args = argparse.Namespace(engine="vllm", gpu_memory_utilization=0.5, max_model_len=1024, enforce_eager=True,
                               max_ongoing=128)
     ray_app = build_app(bench.build_ray("/models/tiny", args), name="ray")
@@ -143,7 +140,7 @@ def test_bench_vllm_builds_both_apps_with_the_same_engine_settings():
 
 
 def test_bench_vllm_sse_parsing_and_comparison():
-    bench = _bench_vllm()
+    bench = import_benchmark("bench_vllm")
     buffer = bytearray(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: [DONE]\n\ndata: {"x"')
     assert bench.parse_events(buffer) == [{"choices": [{"delta": {"content": "a"}}]}, "[DONE]"]
     assert buffer == bytearray(b'data: {"x"')  # an incomplete event waits for the rest

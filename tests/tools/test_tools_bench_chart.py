@@ -8,17 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import import_benchmark
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks" / "bench_chart.py"
 
 
 def test_fleets_are_valid_and_spread():
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        from fleet import fleet
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    values = fleet(12)
+    values = import_benchmark("fleet").fleet(12)
     models = values["models"]
     assert len(models) == 12
     assert {m["tier"] for m in models.values()} == {"small", "medium", "large", "xlarge"}
