@@ -268,22 +268,31 @@ def install(loader_cls: type) -> type:
 
 
 def depth_line(text: str, max_depth: int = MAX_DEPTH) -> Optional[int]:
-    """The 1-based line where the nesting first goes past ``max_depth`` (an event scan: no recursion)."""
-    loader = yaml.SafeLoader(text) if not hasattr(yaml, "CSafeLoader") else yaml.CSafeLoader(text)
-    depth = 0
-    try:
-        while loader.check_event():
-            event = loader.get_event()
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth >= max_depth:
-                    return event.start_mark.line + 1
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-    except yaml.YAMLError:
+    """The 1-based line where the nesting first goes past ``max_depth`` (an event scan: no recursion).
+
+    libyaml first (fast on big files), then the pure-Python parser: libyaml (as bundled
+    with PyYAML 6.0.4 and later) stops at its own nesting limit of flow collections
+    before it hands over the first event of a long run of ``[[[...``, since it looks
+    ahead for a possible simple key; the pure-Python scanner has no such limit.
+    """
+    loaders = [yaml.SafeLoader] if not hasattr(yaml, "CSafeLoader") else [yaml.CSafeLoader, yaml.SafeLoader]
+    for loader_cls in loaders:
+        loader = loader_cls(text)
+        depth = 0
+        try:
+            while loader.check_event():
+                event = loader.get_event()
+                if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                    depth += 1
+                    if depth >= max_depth:
+                        return event.start_mark.line + 1
+                elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                    depth -= 1
+        except yaml.YAMLError:
+            continue  # the next parser may get further
+        finally:
+            loader.dispose()
         return None
-    finally:
-        loader.dispose()
     return None
 
 
