@@ -26,7 +26,9 @@ def test_bench_ingress_smoke(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--concurrency", "1,2", "--requests", "4", "--per-client-cap", "2",
+        # 8 requests a cell: with fewer, a bare replica's few ms of CPU a cell could read 0 clock
+        # ticks (10 ms each) in every cell, and the sum check below failed now and then.
+        [sys.executable, str(SCRIPT), "--concurrency", "1,2", "--requests", "8", "--per-client-cap", "8",
          "--rounds", "1", "--warmup", "1", "--delay-ms", "5", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=170, env=env, cwd=REPO,
     )
