@@ -134,18 +134,6 @@ def tool_commands(fleet_file: Path, helm: str, ray_llm: List[str], base_env: Dic
 # --------------------------------------------------------------------------- sizes
 
 
-def _json_size(obj: Any) -> int:
-    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-
-
-def _data_size(obj: dict) -> Optional[int]:
-    if obj.get("kind") != "ConfigMap":
-        return None
-    data = obj.get("data") or {}
-    binary = obj.get("binaryData") or {}
-    return sum(len(str(v).encode()) for v in data.values()) + sum(len(base64.b64decode(v)) for v in binary.values())
-
-
 def _helm_release_estimate(rendered: str, values_text: str) -> int:
     """Rough size of Helm's release Secret (`sh.helm.release.v1.*`, data limited to
     1 MiB): base64(gzip(release JSON)) where the release holds the manifest, the
@@ -160,7 +148,10 @@ def _helm_release_estimate(rendered: str, values_text: str) -> int:
 
 
 def object_sizes(rendered: str, values_text: str, n_models: int) -> Dict[str, Any]:
+    """Sizes as lint's guards count them (the same functions), so the report and the checks agree."""
     import yaml
+
+    from rayllm_cli.checks_builtin import data_size, object_size
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     objects = []
@@ -173,9 +164,9 @@ def object_sizes(rendered: str, values_text: str, n_models: int) -> Dict[str, An
                 "model_configmap" if labels.get("app.kubernetes.io/component") == "model-config" else
                 "runtime_configmap" if doc.get("kind") == "ConfigMap" and str(meta.get("name", "")).endswith("-runtime")
                 else "other")
-        entry = {"kind": doc.get("kind"), "name": meta.get("name"), "role": role, "json_bytes": _json_size(doc)}
+        entry = {"kind": doc.get("kind"), "name": meta.get("name"), "role": role, "json_bytes": object_size(doc)}
         if doc.get("kind") == "ConfigMap":
-            entry["data_bytes"] = _data_size(doc)
+            entry["data_bytes"] = data_size(doc)
             entry["data_keys"] = len(doc.get("data") or {})
         if role == "rayservice":
             entry["serve_config_bytes"] = len(str((doc.get("spec") or {}).get("serveConfigV2", "")).encode())

@@ -307,6 +307,12 @@ def validate_builtin(objs: Iterable[Any], *, kubernetes_version: str | None = No
     return result
 
 
+def object_size(obj: Any) -> int:
+    """Bytes of the object as compact JSON: what the API server and etcd receive, and what
+    client-side apply copies into the last-applied annotation."""
+    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
 def data_size(obj: Any) -> int | None:
     """Bytes the API server counts against a ConfigMap's or Secret's 1 MiB data
     limit (``ValidateConfigMap`` / ``ValidateSecret``): the UTF-8 length of every
@@ -350,7 +356,7 @@ def object_size_findings(obj: Any) -> list[Finding]:
       (Helm doesn't write that annotation).
     """
     ref, src = object_ref(obj), source_of(obj)
-    size = len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    size = object_size(obj)
     out: list[Finding] = []
     data = data_size(obj)
     if data is not None and data > DATA_SIZE_LIMIT:

@@ -34,16 +34,14 @@ RUNTIME_CONFIGMAP_BUDGET = 0.85
 
 
 def test_runtime_configmap_leaves_room_under_client_side_apply(helm4):
-    import json
-
-    from rayllm_cli.checks_builtin import LAST_APPLIED_LIMIT
+    from rayllm_cli.checks_builtin import LAST_APPLIED_LIMIT, object_size
 
     from tests.conftest import docs_of, helm_template
 
     docs = docs_of(helm_template(helm4).stdout)
     (runtime,) = [d for d in docs if d.get("kind") == "ConfigMap"
                   and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "runtime"]
-    size = len(json.dumps(runtime, separators=(",", ":")).encode())
+    size = object_size(runtime)
     budget = int(RUNTIME_CONFIGMAP_BUDGET * LAST_APPLIED_LIMIT)
     assert size <= budget, (
         f"the runtime ConfigMap is {size:,} bytes as JSON; expected at most {budget:,} "
