@@ -483,10 +483,18 @@ def shipped_engine_args() -> Tuple[str, frozenset]:
     return data["vllm_version"], frozenset(data["engine_args"])
 
 
-@functools.lru_cache(maxsize=1)
 def installed_engine_args() -> Optional[Tuple[str, frozenset]]:
-    """vLLM's own EngineArgs/AsyncEngineArgs fields when vllm imports (slow: only asked when needed)."""
-    if os.environ.get("RAYLLM_VLLM_ARGS", "").lower() == "shipped" or importlib.util.find_spec("vllm") is None:
+    """vLLM's own EngineArgs/AsyncEngineArgs fields when vllm imports (slow: only asked when needed).
+
+    RAYLLM_VLLM_ARGS=shipped is read on every call, outside the cache: only the import is cached."""
+    if os.environ.get("RAYLLM_VLLM_ARGS", "").lower() == "shipped":
+        return None
+    return _vllm_engine_args()
+
+
+@functools.lru_cache(maxsize=1)
+def _vllm_engine_args() -> Optional[Tuple[str, frozenset]]:
+    if importlib.util.find_spec("vllm") is None:
         return None
     try:
         import contextlib

@@ -434,18 +434,13 @@ def text_problems(out: str) -> List[str]:
 @pytest.fixture(scope="module", autouse=True)
 def _shipped_vllm_args():
     """RL006 imports vLLM for keys outside the shipped list (seconds each): the shipped list is the judge here."""
-    from rayllm_cli.rules import installed_engine_args
-
     old = os.environ.get("RAYLLM_VLLM_ARGS")
     os.environ["RAYLLM_VLLM_ARGS"] = "shipped"
-    installed_engine_args.cache_clear()
     yield
     if old is None:
         os.environ.pop("RAYLLM_VLLM_ARGS", None)
     else:
         os.environ["RAYLLM_VLLM_ARGS"] = old
-    # the lookup is cached per process: a None cached under "shipped" must not outlive this module
-    installed_engine_args.cache_clear()
 
 
 def test_fuzz_validate(tmp_path):
