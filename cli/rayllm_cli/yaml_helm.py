@@ -238,7 +238,8 @@ class LimitsMixin:
         self._rl_depth += 1
         self._rl_nodes += 1
         if self._rl_depth > self.max_depth:
-            raise YAMLLimitError("depth", f"the values nest more than {self.max_depth} levels deep")
+            raise YAMLLimitError("depth", f"the values nest more than {self.max_depth} levels deep",
+                                 self._rl_node_line())
         if self._rl_nodes > self.max_nodes:
             raise YAMLLimitError("nodes", f"the document has more than {self.max_nodes:,} values")
         return super().descend_resolver(current_node, current_index)  # type: ignore[misc]
@@ -246,6 +247,18 @@ class LimitsMixin:
     def ascend_resolver(self):  # type: ignore[no-untyped-def]
         self._rl_depth -= 1
         return super().ascend_resolver()  # type: ignore[misc]
+
+    def _rl_node_line(self) -> Optional[int]:
+        """The 1-based line of the node being composed, where the parser can tell: PyYAML's
+        pure-Python composer has peeked its start event before it descends. libyaml's composer
+        keeps that event in C: None, and the caller re-scans (:func:`depth_line`). That
+        re-scan cannot stand in here: libyaml (as bundled with PyYAML 6.0.4) refuses a long
+        ``[[[...`` at its own flow-nesting limit, which is why such a file reaches this
+        parser at all."""
+        if not isinstance(self, yaml.composer.Composer):
+            return None
+        event = self.peek_event()  # type: ignore[attr-defined]
+        return event.start_mark.line + 1 if event is not None and event.start_mark is not None else None
 
 
 class HelmScalarsMixin(LimitsMixin):
@@ -268,31 +281,22 @@ def install(loader_cls: type) -> type:
 
 
 def depth_line(text: str, max_depth: int = MAX_DEPTH) -> Optional[int]:
-    """The 1-based line where the nesting first goes past ``max_depth`` (an event scan: no recursion).
-
-    libyaml first (fast on big files), then the pure-Python parser: libyaml (as bundled
-    with PyYAML 6.0.4 and later) stops at its own nesting limit of flow collections
-    before it hands over the first event of a long run of ``[[[...``, since it looks
-    ahead for a possible simple key; the pure-Python scanner has no such limit.
-    """
-    loaders = [yaml.SafeLoader] if not hasattr(yaml, "CSafeLoader") else [yaml.CSafeLoader, yaml.SafeLoader]
-    for loader_cls in loaders:
-        loader = loader_cls(text)
-        depth = 0
-        try:
-            while loader.check_event():
-                event = loader.get_event()
-                if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                    depth += 1
-                    if depth >= max_depth:
-                        return event.start_mark.line + 1
-                elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                    depth -= 1
-        except yaml.YAMLError:
-            continue  # the next parser may get further
-        finally:
-            loader.dispose()
+    """The 1-based line where the nesting first goes past ``max_depth`` (an event scan: no recursion)."""
+    loader = yaml.SafeLoader(text) if not hasattr(yaml, "CSafeLoader") else yaml.CSafeLoader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth >= max_depth:
+                    return event.start_mark.line + 1
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
         return None
+    finally:
+        loader.dispose()
     return None
 
 
