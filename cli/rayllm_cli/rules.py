@@ -779,7 +779,8 @@ def rule_import_path(ctx: Context) -> Iterator[ValuesFinding]:
         from pydantic import ValidationError
 
         try:
-            model.model_validate(_dict(a.get("args")))
+            model.model_validate(rendered_gateway_args(ctx, name, _dict(a.get("args"))) if ip == GATEWAY_BUILDER
+                                 else _dict(a.get("args")))
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err.get("loc", ()))
@@ -788,6 +789,24 @@ def rule_import_path(ctx: Context) -> Iterator[ValuesFinding]:
                 yield ctx.finding("RL010", ERROR, fpath, f"args rejected by {model.__name__}: {msg}",
                                   _redact(_get(ctx.values, fpath), fpath), err.get("type", ""),
                                   "fix the argument (see the builder's args model in rayllm_runtime)")
+
+
+GATEWAY_BUILDER = "rayllm_runtime.apps:build_gateway"
+
+
+def rendered_gateway_args(ctx: Context, app_name: str, args: Dict[str, Any]) -> Dict[str, Any]:
+    """A gateway app's args as the chart renders them: plus one `app` upstream per model of every
+    llmApps entry that names this gateway (ray-llm.serve.config). Placement is left out: it is
+    the chart's, not the user's, and always valid."""
+    derived = [{"app": f"{app}.{model_name}", "model_ids": [_dict(m.get("model_loading_config")).get("model_id")]}
+               for model_name, m in ctx.models().items()
+               for app in [m.get("app")]
+               if isinstance(app, str) and _dict(ctx.llm_apps().get(app)).get("gateway") == app_name
+               and not _dict(ctx.llm_apps().get(app)).get("disabled")]
+    if not derived:
+        return args
+    upstreams = args.get("upstreams")
+    return {**args, "upstreams": (list(upstreams) if isinstance(upstreams, list) else []) + derived}
 
 
 def _get(data: Any, path: Sequence[Any]) -> Any:

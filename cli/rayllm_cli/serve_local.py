@@ -15,7 +15,6 @@ gibberish and the command says so.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -50,18 +49,6 @@ class ModelChoice:
     model_id: str
     source: str
     why: str
-
-
-def _parse_start_resources(raw: Any) -> Dict[str, float]:
-    """rayStartParams.resources as KubeRay takes it: a quoted JSON object string."""
-    value = raw
-    for _ in range(3):  # '"{\"a\":1}"' -> '{"a":1}' -> {"a": 1}
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                return {}
-    return {str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _rayservice(docs: Sequence[dict]) -> dict:
@@ -126,10 +113,13 @@ def layout_release(docs: Sequence[dict], root: Path) -> LocalLayout:
     # One local node stands in for every worker group: declare the custom
     # resources the groups declare (times their max replicas), so placement
     # bundles that ask for a tier or an accelerator type schedule here too.
-    for group in cluster.get("workerGroupSpecs") or []:
-        count = max(1, int(group.get("maxReplicas") or 1))
-        for name, amount in _parse_start_resources((group.get("rayStartParams") or {}).get("resources")).items():
-            layout.ray_resources[name] = layout.ray_resources.get(name, 0.0) + amount * count
+    groups = [(cluster.get("headGroupSpec") or {}, 1)] + [
+        (g, max(1, int(g.get("maxReplicas") or 1))) for g in cluster.get("workerGroupSpecs") or []]
+    for group, count in groups:
+        for name, amount in (group.get("resources") or {}).items():
+            if name in ("CPU", "GPU", "memory"):
+                continue  # the local machine's own
+            layout.ray_resources[name] = layout.ray_resources.get(name, 0.0) + float(amount) * count
     return layout
 
 
@@ -141,7 +131,8 @@ def openai_models(serve_config: Mapping[str, Any], base_dir: Path) -> List[Tuple
     for app in serve_config.get("applications") or []:
         if app.get("import_path") not in OPENAI_APP_IMPORT_PATHS:
             continue
-        for entry in (app.get("args") or {}).get("llm_configs") or []:
+        args = app.get("args") or {}
+        for entry in list(args.get("llm_configs") or []) + ([args["llm_config"]] if args.get("llm_config") else []):
             loading = _load_llm_config(entry, base_dir).get("model_loading_config") or {}
             found.append((app.get("name", ""), loading.get("model_id", ""), loading.get("model_source")))
     return found

@@ -32,7 +32,8 @@ logger = logging.getLogger("rayllm.local_run")
 OPENAI_APP_IMPORT_PATH = "ray.serve.llm:build_openai_app"
 #: Builders that need vLLM on a GPU and get the CPU fallback; the chart's
 #: verified wrapper takes the same llm_configs.
-OPENAI_APP_IMPORT_PATHS = frozenset({OPENAI_APP_IMPORT_PATH, "rayllm_runtime.serve_llm:build_openai_app"})
+OPENAI_APP_IMPORT_PATHS = frozenset({OPENAI_APP_IMPORT_PATH, "rayllm_runtime.serve_llm:build_openai_app",
+                                     "rayllm_runtime.serve_llm:build_llm_app"})
 GATEWAY_IMPORT_PATH = "rayllm_runtime.apps:build_gateway"
 
 
@@ -99,7 +100,7 @@ def openai_app_to_gateway_args(
     """
     overrides = dict(model_overrides or {})
     base = base_dir or Path.cwd()
-    configs = args.get("llm_configs") or []
+    configs = list(args.get("llm_configs") or []) + ([args["llm_config"]] if args.get("llm_config") else [])
     if not configs:
         raise LocalRunError("got build_openai_app args without llm_configs; expected at least one LLMConfig")
     models = []

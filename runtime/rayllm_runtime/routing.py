@@ -150,9 +150,39 @@ class UpstreamBackend:
             await self._client.aclose()
 
 
+class ServeAppBackend:
+    """Models of another Serve application of this cluster whose ingress is Ray's LLMServer.
+
+    The chart renders one such application per model behind a gateway, with no HTTP
+    route, so the gateway is the only way in. Requests go through a Serve handle with
+    Ray's LLMServer API (``chat`` / ``completions`` taking Ray's OpenAI request models,
+    ``ray.serve.llm.openai_api_models``), the calls Ray's own OpenAI ingress makes: no
+    HTTP hop, no dependency on the proxy being up on this node.
+    """
+
+    kind = "app"
+
+    def __init__(self, config: UpstreamConfig):
+        self.config = config
+        self._handle = None
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            from ray import serve
+
+            # Deltas stream back as the engine produces them; a non-streamed request
+            # yields one whole response.
+            self._handle = serve.get_app_handle(str(self.config.app)).options(stream=True)
+        return self._handle
+
+    async def close(self) -> None:
+        return None
+
+
 #: A model this application serves itself: behind a handle, or in this replica.
 LocalBackend = Union[LocalModelBackend, ColocatedModelBackend]
-Backend = Union[LocalModelBackend, ColocatedModelBackend, UpstreamBackend]
+Backend = Union[LocalModelBackend, ColocatedModelBackend, UpstreamBackend, ServeAppBackend]
 
 
 class ModelRouter:
@@ -166,7 +196,7 @@ class ModelRouter:
                     model.model_id, handles[model.model_id], task=model.task.value
                 )
         for upstream in args.upstreams:
-            backend = UpstreamBackend(upstream)
+            backend: Backend = ServeAppBackend(upstream) if upstream.app else UpstreamBackend(upstream)
             for model_id in upstream.model_ids:
                 self._backends[model_id] = backend
 

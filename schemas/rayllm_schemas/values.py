@@ -22,10 +22,32 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$"
 ROUTE_PREFIX_PATTERN = r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$"
 IMPORT_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[:.][A-Za-z_][A-Za-z0-9_]*$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# Ray releases the chart supports: 2.59.0 and newer. Ray Serve LLM's config API
+# (LLMConfig.placement_group_config with bundle_per_worker, which the chart renders)
+# is stable from 2.59; older releases refuse those fields, so every LLM app would
+# fail to deploy. A regular expression (not a version compare) so that Helm's own
+# values.schema.json check states the same floor under draft-07 and 2020-12.
+MIN_RAY_VERSION = "2.59.0"
+RAY_VERSION_PATTERN = (
+    r"^(2\.(59|[6-9][0-9]|[1-9][0-9]{2,})|([3-9]|[1-9][0-9]+)\.(0|[1-9][0-9]*))\.(0|[1-9][0-9]*)$"
+)
+# The Ray release the project tests against, and the chart's default image.
+DEFAULT_RAY_VERSION = "2.60.0"
 
 # The prefix of the custom Ray resource each tier's workers advertise; model
 # bundles ask for a sliver of it so they land only on that tier.
 TIER_RESOURCE_PREFIX = "rayllm-tier-"
+# Custom Ray resources of the head and of the optional CPU system group. A CPU-only
+# replica (an ingress, a CPU-engine model) asks for a sliver of one of them, so it
+# lands beside the proxy on the head (or on the system group) and never keeps a GPU
+# node up, whichever node happens to have a free CPU.
+HEAD_RESOURCE = "rayllm-head"
+SYSTEM_RESOURCE = "rayllm-system"
+# What one replica asks of a placement resource: every node declares 1, so up to
+# 1,000 replicas fit on one node; CPUs and memory are what really limit them.
+PLACEMENT_SLIVER = 0.001
+# The worker group name of the system group (tiers may not use it).
+SYSTEM_GROUP_NAME = "system"
 # Kubernetes int32 fields (replica counts, seconds) top out here.
 INT32_MAX = 2**31 - 1
 
@@ -85,7 +107,7 @@ class ImageValues(ChartModel):
 
     repository: str = Field("rayproject/ray-llm", description="Image repository.")
     tag: str = Field(
-        "2.49.1-py311-cu128",
+        f"{DEFAULT_RAY_VERSION}-py311-cu128",
         description="Image tag. Its leading Ray version must equal `rayVersion` (checked by `ray-llm validate`).",
     )
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent", description="Image pull policy.")
@@ -94,6 +116,14 @@ class ImageValues(ChartModel):
 class AutoscalerOptions(ChartModel):
     """KubeRay's in-tree autoscaler sidecar settings."""
 
+    version: Literal["v1", "v2"] = Field(
+        "v2",
+        description=(
+            "`autoscalerOptions.version`. `v2` (Ray's default under KubeRay since 2.49) is written out: "
+            "with the version unset KubeRay keeps workers' `restartPolicy: Always`, which keeps the autoscaler "
+            "from reclaiming idle workers, and it refuses per-tier `idleTimeoutSeconds` unless the version is v2."
+        ),
+    )
     idle_timeout_seconds: int = Field(60, ge=0, le=INT32_MAX, description="Seconds a worker sits idle before it is removed.")
     upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = Field(
         "Default", description="How fast the autoscaler adds workers."
@@ -138,11 +168,15 @@ class PodPlacement(ChartModel):
     @field_validator("ray_start_params")
     @classmethod
     def _chart_owned_params(cls, value: Dict[str, str]) -> Dict[str, str]:
-        owned = sorted({"num-gpus", "resources", "object-store-memory"} & set(value))
+        # The chart declares each group's Ray resources in the group's `resources` map, and
+        # KubeRay refuses a group that also sets num-cpus, num-gpus, memory or resources in
+        # rayStartParams (validateRayGroupResources, KubeRay >= 1.5).
+        owned = sorted({"num-cpus", "num-gpus", "memory", "resources", "object-store-memory"} & set(value))
         if owned:
             raise ValueError(
                 f"got rayStartParams {owned}; expected none of the chart-owned flags; "
-                "set gpusPerWorker / objectStoreMemory instead (the chart derives `resources`)"
+                "set numCpus / gpusPerWorker / objectStoreMemory or the container resources instead "
+                "(the chart declares the group's Ray resources itself)"
             )
         return value
 
@@ -231,6 +265,32 @@ class TierValues(PodPlacement):
         return self
 
 
+class SystemGroupValues(PodPlacement):
+    """An optional CPU worker group for the CPU-only replicas (ingresses, CPU-engine models)."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Render the `system` worker group and pin every CPU-only replica to it (with the "
+            "`rayllm-system` resource); off, they are pinned to the head beside the proxy."
+        ),
+    )
+    min_replicas: int = Field(0, ge=0, le=INT32_MAX, description="Fewest system workers.")
+    max_replicas: int = Field(2, ge=0, le=INT32_MAX, description="Most system workers.")
+    idle_timeout_seconds: Optional[int] = Field(
+        None, ge=0, description="Idle timeout of system workers (overrides the global one; needs autoscaler v2)."
+    )
+    object_store_memory: Optional[int] = Field(
+        None, ge=78643200, description="Object store bytes per system worker (`object-store-memory`)."
+    )
+    resources: ContainerResources = Field(
+        default_factory=lambda: ContainerResources(
+            requests=ResourceList(cpu="2", memory="8Gi"), limits=ResourceList(cpu="4", memory="16Gi")
+        ),
+        description="System worker container cpu/memory requests and limits (no GPU).",
+    )
+
+
 # --------------------------------------------------------------------------
 # Serve
 # --------------------------------------------------------------------------
@@ -309,7 +369,21 @@ class LLMAppValues(ChartModel):
     """One `build_openai_app` application: an OpenAI-compatible route serving the models that name it."""
 
     disabled: bool = Field(False, description="Leave this app (and it alone) out of serveConfigV2.")
-    route_prefix: str = Field(..., pattern=ROUTE_PREFIX_PATTERN, description="HTTP route prefix, e.g. `/falcon`.")
+    route_prefix: Optional[str] = Field(
+        None,
+        pattern=ROUTE_PREFIX_PATTERN,
+        description="HTTP route prefix, e.g. `/falcon`: Ray's `build_openai_app` serves the app's models there.",
+    )
+    gateway: Optional[str] = Field(
+        None,
+        pattern=DNS_LABEL_PATTERN,
+        description=(
+            "Serve this app's models only through this `customApps` gateway (`rayllm_runtime.apps:build_gateway`) "
+            "instead of on a route: each model becomes its own Serve application with no HTTP route, which the "
+            "gateway calls through a Serve handle (so its auth and limits cannot be bypassed) and which Serve "
+            "redeploys alone when that model changes. Set either `routePrefix` or `gateway`."
+        ),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -539,7 +613,13 @@ class ChartValues(ChartModel):
     )
     common_labels: Dict[str, str] = Field(default_factory=dict, description="Labels added to every object.")
     ray_version: str = Field(
-        "2.49.1", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version in the image (`rayClusterConfig.rayVersion`)."
+        DEFAULT_RAY_VERSION,
+        # the pattern goes to values.schema.json (Helm's check); the validator below says it in words
+        json_schema_extra={"pattern": RAY_VERSION_PATTERN},
+        description=(
+            f"Ray version in the image (`rayClusterConfig.rayVersion`): {MIN_RAY_VERSION} or newer "
+            "(Ray Serve LLM's config API is stable from 2.59; older releases refuse the model files the chart renders)."
+        ),
     )
     image: ImageValues = Field(default_factory=ImageValues, description="Ray image for head and workers.")
     image_pull_secrets: List[Dict[str, str]] = Field(default_factory=list, description="Image pull secrets (`- name: x`).")
@@ -556,6 +636,9 @@ class ChartValues(ChartModel):
     tiers: Dict[str, TierValues] = Field(
         default_factory=dict, description="GPU worker groups keyed by tier name (e.g. small, medium, large, xlarge)."
     )
+    system_group: SystemGroupValues = Field(
+        default_factory=SystemGroupValues, description="Optional CPU worker group for CPU-only replicas."
+    )
     serve: ServeValues = Field(default_factory=ServeValues, description="Ray Serve settings.")
     runtime_packaging: RuntimePackaging = Field(default_factory=RuntimePackaging, description="Runtime delivery.")
     llm_apps: Dict[str, LLMAppValues] = Field(
@@ -568,6 +651,17 @@ class ChartValues(ChartModel):
     monitoring: MonitoringValues = Field(default_factory=MonitoringValues, description="Prometheus and Grafana objects.")
     cost_controls: CostControlValues = Field(default_factory=CostControlValues, description="Cost controls.")
 
+    @field_validator("ray_version")
+    @classmethod
+    def _supported_ray(cls, value: str) -> str:
+        if not re.match(RAY_VERSION_PATTERN, value):
+            raise ValueError(
+                f"got rayVersion {value!r}; expected a Ray release x.y.z, {MIN_RAY_VERSION} or newer (older Ray "
+                "refuses the LLMConfig fields the chart renders, e.g. placement_group_config); set rayVersion "
+                f"and image.tag to a supported release such as {DEFAULT_RAY_VERSION}"
+            )
+        return value
+
     @field_validator("tiers")
     @classmethod
     def _tier_names(cls, value: Dict[str, TierValues]) -> Dict[str, TierValues]:
@@ -576,6 +670,11 @@ class ChartValues(ChartModel):
                 raise ValueError(
                     f"got tier name {name!r}; expected lowercase letters, digits and '-' (<= 24 chars, "
                     "starting with a letter); rename the tier"
+                )
+            if name == SYSTEM_GROUP_NAME:
+                raise ValueError(
+                    f"got tier name {name!r}; expected another name: the chart's CPU system group is called "
+                    f"{SYSTEM_GROUP_NAME!r}; rename the tier"
                 )
         return value
 

@@ -1,4 +1,4 @@
-"""Issue 2 item 5: a model change reaches the running app, never through a stale file."""
+"""A model change reaches the running app, never through a stale file, and redeploys only what it must."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def _paths(serve):
     return {
         p.rsplit("/", 1)[1].split(".")[0]: p
         for app in serve["applications"]
-        for p in app.get("args", {}).get("llm_configs", [])
+        for p in app.get("args", {}).get("llm_configs", []) + [app.get("args", {}).get("llm_config")]
+        if p
     }
 
 
@@ -32,6 +33,10 @@ def test_changing_one_model_changes_serve_config_and_only_its_path(helm4):
     for name in pb:
         if name != "falcon3-7b":
             assert pb[name] == pa[name], name
+    # Serve versions an application by its whole config: behind the gateway each model is an
+    # application of its own, so exactly one application's config moves and Serve redeploys it alone.
+    changed = [a["name"] for a, b in zip(sb["applications"], sa["applications"]) if a != b]
+    assert changed == ["falcon.falcon3-7b"], changed
 
 
 def test_file_names_are_the_hash_of_their_content(helm4):

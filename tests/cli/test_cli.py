@@ -157,7 +157,7 @@ def test_lint_says_when_the_checking_ray_is_not_the_pods_ray(tmp_path):
     from importlib import metadata
 
     here = metadata.version("ray")
-    other = "2.48.0" if not here.startswith("2.48.") else "2.47.0"
+    other = "2.59.0" if not here.startswith("2.59.") else "2.60.0"
     notes = {}
     for version in (here, other):
         v = base()

@@ -58,8 +58,10 @@ BROKEN = [
      "tiers.small.env"),
     ("inline-secret-head-env", lambda v: _set(v, "head.env", [{"name": "DB_PASSWORD", "value": "hunter2hunter2"}]),
      "head.env"),
-    ("image-ray-mismatch", lambda v: _set(_set(v, "rayVersion", "2.48.0"), "image.tag", "2.49.1-py311-cu128"),
+    ("image-ray-mismatch", lambda v: _set(_set(v, "rayVersion", "2.59.0"), "image.tag", "2.60.0-py311-cu128"),
      "image.tag"),
+    # Below Ray 2.59 the pods' LLMConfig refuses the model files the chart renders.
+    ("ray-too-old", lambda v: _set(_set(v, "rayVersion", "2.49.1"), "image.tag", "2.49.1-py311-cu128"), "rayVersion"),
     ("jwt-in-args", lambda v: _set(v, "models.qwen.engine_kwargs.hf_overrides",
                                    {"note": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijklmnop"}),
      "JSON Web Token"),

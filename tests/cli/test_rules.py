@@ -281,10 +281,10 @@ def test_rl010_colocated_gateway_model(tmp_path):
 
 def test_rl011_image_tag_vs_ray_version(tmp_path):
     v = base()
-    v["rayVersion"] = "2.48.0"
+    v["rayVersion"] = "2.59.0"
     found = rule_hits(findings(tmp_path, v), "RL011", "error")
     assert [f["path"] for f in found] == ["image.tag"]
-    v["image"] = {"tag": "2.48.0-py311-cu128"}
+    v["image"] = {"tag": "2.59.0-py311-cu128"}
     assert rule_hits(findings(tmp_path, v), "RL011") == []
 
 

@@ -28,13 +28,17 @@ def test_layout_puts_every_mounted_file_where_the_head_pod_sees_it(prod_docs, tm
     layout = layout_release(prod_docs, tmp_path)
     service = next(d for d in prod_docs if d["kind"] == "RayService")
     rendered = yaml.safe_load(service["spec"]["serveConfigV2"])
-    llm_paths = [p for app in rendered["applications"] for p in (app.get("args") or {}).get("llm_configs", [])]
-    assert llm_paths, "prod has build_openai_app apps"
+    def model_paths(app):
+        args = app.get("args") or {}
+        return list(args.get("llm_configs", [])) + ([args["llm_config"]] if args.get("llm_config") else [])
+
+    llm_paths = [p for app in rendered["applications"] for p in model_paths(app)]
+    assert llm_paths, "prod has Ray Serve LLM apps"
     local_apps = {a["name"]: a for a in layout.serve_config["applications"]}
     for app in rendered["applications"]:
-        for pod_path in (app.get("args") or {}).get("llm_configs", []):
+        for pod_path in model_paths(app):
             local = tmp_path / pod_path.lstrip("/")
-            assert str(local) in local_apps[app["name"]]["args"]["llm_configs"]
+            assert str(local) in model_paths(local_apps[app["name"]])
             # Content-addressed names: the hash in the name matches the file laid out.
             digest = pod_path.rsplit(".", 2)[-2]
             assert hashlib.sha256(local.read_bytes()).hexdigest()[:12] == digest

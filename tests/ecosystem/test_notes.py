@@ -67,7 +67,10 @@ def test_prod_notes_port_forward_and_one_curl_per_app(helm4):
     assert "kubectl -n ai port-forward svc/llm-ray-llm-serve 8000:8000" in notes
     prod = yaml.safe_load((VALUES_DIR / "prod.yaml").read_text())
     curls = _curls(notes)
-    for app, cfg in prod["llmApps"].items():
+    # prod serves every model through the gateway only: no llmApp has a route of its own
+    assert not [a for a in prod["llmApps"].values() if a.get("routePrefix")]
+    assert len(curls) == 1
+    for app, cfg in {k: v for k, v in prod["llmApps"].items() if v.get("routePrefix")}.items():
         ids = [m["model_loading_config"]["model_id"] for m in prod["models"].values() if m["app"] == app]
         prefix = cfg["routePrefix"].rstrip("/")
         match = [c for c in curls if f"http://localhost:8000{prefix}/v1/chat/completions" in c]
@@ -78,8 +81,9 @@ def test_prod_notes_port_forward_and_one_curl_per_app(helm4):
     gateway = [c for c in curls if "/gateway/v1/chat/completions" in c]
     assert len(gateway) == 1 and 'Authorization: Bearer $API_KEY' in gateway[0]
     body = json.loads(gateway[0].split("-d '", 1)[1].rsplit("'", 1)[0])
-    upstream_ids = [i for u in prod["customApps"]["gateway"]["args"]["upstreams"] for i in u["model_ids"]]
-    assert body["model"] in upstream_ids
+    fronted = [m["model_loading_config"]["model_id"] for m in prod["models"].values()
+               if prod["llmApps"][m["app"]].get("gateway") == "gateway"]
+    assert body["model"] in fronted
 
 
 def test_custom_only_notes(helm4):

@@ -144,7 +144,7 @@ def _leaves(schema: Dict[str, Any], prefix: Tuple[Any, ...] = (), depth: int = 0
 
 LEAVES = _leaves(SCHEMA)[1:]
 KNOWN_KEYS = sorted({p[-1] for p, _ in LEAVES if p and isinstance(p[-1], str)})
-STRINGS = ["small", "T4", "L4", "H100", "/chat", "/a/b", "16Gi", "500m", "2.49.1", "30s", "qwen", "chat",
+STRINGS = ["small", "T4", "L4", "H100", "/chat", "/a/b", "16Gi", "500m", "2.60.0", "30s", "qwen", "chat",
            "rayllm_runtime.apps:build_gateway", "rayllm_runtime.apps:nope", "my.mod:build", "Qwen/Qwen2.5-0.5B-Instruct",
            "float16", "bfloat16", "auto", "ClusterIP", "EveryNode", "0 7 * * 1-5", "Etc/UTC", "nvidia.com/gpu"]
 

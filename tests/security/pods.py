@@ -9,7 +9,9 @@ security:
   from `autoscalerOptions` (image and pull policy default to the head's);
 - every worker gets the `wait-gcs-ready` init container, which KubeRay gives
   the Ray container's image, pull policy and securityContext and fixed
-  200m/256Mi resources, plus the Ray container's env and volume mounts.
+  200m/256Mi resources, plus the Ray container's env and volume mounts;
+- the Ray containers get KubeRay's liveness and readiness probes, which it injects
+  into a container that has none (tests/kuberay_rules.py: inject_probes).
 CronJob, Job and Deployment pod templates come out as they are.
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any, List, Tuple
+
+from tests.kuberay_rules import inject_probes
 
 WORKLOAD_TEMPLATE_PATHS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
@@ -55,7 +59,11 @@ def kuberay_pods(rayservice: dict) -> List[Tuple[str, dict]]:
     cluster = rayservice["spec"]["rayClusterConfig"]
     out = []
 
+    version = str(cluster.get("rayVersion", ""))
     head = _pod(f"{name}-head", ns, cluster["headGroupSpec"]["template"])
+    head["spec"]["containers"][0] = inject_probes(
+        head["spec"]["containers"][0], head=True, rayservice=True, ray_version=version,
+        ray_start_params=cluster["headGroupSpec"].get("rayStartParams") or {})
     if cluster.get("enableInTreeAutoscaling"):
         ray = head["spec"]["containers"][0]
         opts = cluster.get("autoscalerOptions") or {}
@@ -72,7 +80,9 @@ def kuberay_pods(rayservice: dict) -> List[Tuple[str, dict]]:
 
     for group in cluster.get("workerGroupSpecs") or []:
         pod = _pod(f"{name}-{group['groupName']}", ns, group["template"])
-        ray = pod["spec"]["containers"][0]
+        ray = pod["spec"]["containers"][0] = inject_probes(
+            pod["spec"]["containers"][0], head=False, rayservice=True, ray_version=version,
+            ray_start_params=group.get("rayStartParams") or {})
         init = {
             "name": "wait-gcs-ready",
             "image": ray["image"],

@@ -148,7 +148,7 @@ def test_documented_remedies_clear_their_checks(checkov, helm4, tmp_path):
     """Digests, no autoscaler and no HF token: the checks those skips name pass."""
     digest = "sha256:" + "0" * 64
     overlay = write_values(tmp_path, "remedies.yaml", {
-        "image": {"tag": f"2.49.1-py311-cu128@{digest}"},
+        "image": {"tag": f"2.60.0-py311-cu128@{digest}"},
         "huggingFaceToken": {"secretName": ""},
         "rayService": {"enableInTreeAutoscaling": False},
     })

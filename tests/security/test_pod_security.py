@@ -66,7 +66,7 @@ def test_every_pod_meets_pss_restricted(helm4, tmp_path, values):
         if role == "head" or role.startswith("worker:"):
             # The Ray images' user; see the module docstring for the uid and read-only root deviations.
             assert psc["runAsUser"] == 1000, role
-            ray = spec["containers"][0]
+            ray = spec["containers"][0]  # KubeRay's probes, injected (the chart writes none)
             assert ray.get("readinessProbe") and ray.get("livenessProbe"), role
         if role.startswith("worker:"):
             assert spec["automountServiceAccountToken"] is False, role

@@ -34,7 +34,7 @@ def _pod(name: str, *, gpu: bool = False) -> dict:
             "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
             "containers": [{
                 "name": name,
-                "image": "rayproject/ray-llm:2.49.1-py311-cu128",
+                "image": "rayproject/ray-llm:2.60.0-py311-cu128",
                 "imagePullPolicy": "IfNotPresent",
                 "args": ["--flag"],
                 "ports": [{"containerPort": 8000, "name": "serve"},
@@ -79,7 +79,7 @@ def rayservice() -> dict:
                              "spec": {"type": "ClusterIP",
                                       "ports": [{"name": "serve", "port": 8000, "targetPort": 8000}]}},
             "rayClusterConfig": {
-                "rayVersion": "2.49.1",
+                "rayVersion": "2.60.0",
                 "enableInTreeAutoscaling": True,
                 "autoscalerOptions": {"idleTimeoutSeconds": 60, "upscalingMode": "Default"},
                 "headGroupSpec": {"serviceType": "ClusterIP",

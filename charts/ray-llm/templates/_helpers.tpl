@@ -89,17 +89,37 @@ rayllm-tier-{{ . }}
 {{- end -}}
 
 {{/*
-ray-llm.models.enabled: JSON map of the enabled models (name -> values).
-Disabled entries vanish here so every other template can range without checks.
+ray-llm.entries.enabled: JSON map (name -> entry) of the enabled entries of one map
+keyed by name (tiers, models, llmApps, customApps), each with the keys it leaves out
+filled from its generated defaults (_defaults.tpl, from the Pydantic models). Disabled
+entries vanish here so every other template can range without checks.
+Call with (dict "root" $ "entries" .Values.tiers "defaults" "ray-llm.defaults.tier").
 */}}
-{{- define "ray-llm.models.enabled" -}}
+{{- define "ray-llm.entries.enabled" -}}
+{{- $defaults := include .defaults .root | fromJson -}}
 {{- $out := dict -}}
-{{- range $name, $m := .Values.models -}}
-{{- if and $m (not $m.disabled) -}}
-{{- $_ := set $out $name $m -}}
+{{- range $name, $e := (default dict .entries) -}}
+{{- if and $e (not $e.disabled) -}}
+{{- $full := deepCopy $e -}}
+{{- range $key, $value := $defaults -}}
+{{- if or (not (hasKey $full $key)) (kindIs "invalid" (index $full $key)) -}}
+{{- $_ := set $full $key (deepCopy $value) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $out $name $full -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $out -}}
+{{- end -}}
+
+{{/* ray-llm.models.enabled: JSON map of the enabled models (name -> values with defaults). */}}
+{{- define "ray-llm.models.enabled" -}}
+{{- include "ray-llm.entries.enabled" (dict "root" . "entries" .Values.models "defaults" "ray-llm.defaults.model") -}}
+{{- end -}}
+
+{{/* ray-llm.tiers.enabled: JSON map of the enabled tiers (name -> values with defaults). */}}
+{{- define "ray-llm.tiers.enabled" -}}
+{{- include "ray-llm.entries.enabled" (dict "root" . "entries" .Values.tiers "defaults" "ray-llm.defaults.tier") -}}
 {{- end -}}
 
 {{/*
@@ -113,10 +133,10 @@ Call with (dict "root" $ "name" $name "model" $m).
 */}}
 {{- define "ray-llm.models.llmConfig" -}}
 {{- $m := .model -}}
-{{- $tier := index .root.Values.tiers $m.tier -}}
-{{- $tp := int (default 1 (index (default dict $m.engine_kwargs) "tensor_parallel_size")) -}}
-{{- $pp := int (default 1 (index (default dict $m.engine_kwargs) "pipeline_parallel_size")) -}}
-{{- $bundle := dict "GPU" (default 1.0 $m.gpuShare) (include "ray-llm.tiers.resourceName" $m.tier) 0.001 -}}
+{{- $tier := index (include "ray-llm.tiers.enabled" .root | fromJson) $m.tier -}}
+{{- $tp := int (default 1 (index $m.engine_kwargs "tensor_parallel_size")) -}}
+{{- $pp := int (default 1 (index $m.engine_kwargs "pipeline_parallel_size")) -}}
+{{- $bundle := dict "GPU" $m.gpuShare (include "ray-llm.tiers.resourceName" $m.tier) 0.001 -}}
 {{- $strategy := "STRICT_PACK" -}}
 {{- if gt (mul $tp $pp) (int $tier.gpusPerWorker) -}}
 {{- /* the engine spans workers: pack where possible, across nodes where not */ -}}
@@ -155,4 +175,50 @@ Any change to the config changes the name, so serveConfigV2 changes with it
 {{- $_ := set $families $m.family true -}}
 {{- end -}}
 {{- toJson (keys $families | sortAlpha) -}}
+{{- end -}}
+
+{{/* ray-llm.image: the Ray image of head and workers. */}}
+{{- define "ray-llm.image" -}}
+{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+Placement resources. Every Ray node the chart renders declares one custom resource
+saying where it is: the head `rayllm-head`, the system group `rayllm-system`, a GPU
+tier `rayllm-tier-<tier>` (and `accelerator_type:<X>`, which Ray adds to every bundle
+of a model with that accelerator_type). A replica asks for a sliver (0.001) of the
+resource of the node kind it belongs on, so Ray places it there and nowhere else, and
+the autoscaler starts exactly that group for it. Written as the group's `resources`
+map (string quantities), with the GPUs and, for the head, its CPUs.
+*/}}
+{{- define "ray-llm.tiers.rayResources" -}}
+GPU: {{ .tier.gpusPerWorker | int | toString | quote }}
+{{ include "ray-llm.tiers.resourceName" .name | quote }}: "1"
+{{ printf "accelerator_type:%s" .tier.acceleratorType | quote }}: "1"
+{{- end -}}
+
+{{- define "ray-llm.head.rayResources" -}}
+{{- /* no GPU bundle ever lands on the head; numCpus 0 keeps CPU-asking replicas off it too */ -}}
+GPU: "0"
+{{- if not (kindIs "invalid" .Values.head.numCpus) }}
+CPU: {{ .Values.head.numCpus | int | toString | quote }}
+{{- end }}
+{{ include "ray-llm.placement.headResource" . | quote }}: "1"
+{{- end -}}
+
+{{- define "ray-llm.system.rayResources" -}}
+GPU: "0"
+{{ include "ray-llm.placement.systemResource" . | quote }}: "1"
+{{- end -}}
+
+{{- define "ray-llm.placement.headResource" -}}rayllm-head{{- end -}}
+{{- define "ray-llm.placement.systemResource" -}}rayllm-system{{- end -}}
+
+{{/*
+ray-llm.placement.cpuOnly: the custom resources (JSON) a CPU-only replica asks for: a
+sliver of the system group's resource when that group is enabled, else of the head's.
+*/}}
+{{- define "ray-llm.placement.cpuOnly" -}}
+{{- $name := ternary (include "ray-llm.placement.systemResource" .) (include "ray-llm.placement.headResource" .) (eq (toString .Values.systemGroup.enabled) "true") -}}
+{{- toJson (dict $name 0.001) -}}
 {{- end -}}

@@ -13,6 +13,10 @@ TOKENIZERS_PARALLELISM passes; names ending _PATH/_FILE/_DIR/_NAME point at a
 mounted Secret and pass too. rayllm_cli.rules states the same patterns. */ -}}
 {{- $secretish := "(?i)(^|_)(token|secret|password|passwd|api_?key|access_?key|private_?key|credentials?)(_|$)" -}}
 {{- $pointer := "(?i)_(path|file|dir|name)$" -}}
+{{- $fullname := include "ray-llm.names.fullname" . -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) -}}
+{{- $errors = append $errors (printf "release name: got RayService name %q (from the release name %q); expected a DNS-1035 label (lowercase letters, digits and '-', starting with a letter), which KubeRay requires of a RayService name; install under a name that starts with a letter, or set fullnameOverride" $fullname .Release.Name) -}}
+{{- end -}}
 {{- $imageRay := regexFind "^[0-9]+\\.[0-9]+\\.[0-9]+" (toString .Values.image.tag) -}}
 {{- if and $imageRay (ne $imageRay (toString .Values.rayVersion)) -}}
 {{- $errors = append $errors (printf "image.tag: got %q (Ray %s); expected the Ray version of rayVersion %q; set image.tag and rayVersion to the same Ray release" .Values.image.tag $imageRay .Values.rayVersion) -}}

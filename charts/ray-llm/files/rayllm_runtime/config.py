@@ -262,11 +262,20 @@ class ModelConfig(RuntimeConfigModel):
 
 
 class UpstreamConfig(RuntimeConfigModel):
-    """An OpenAI-compatible server (e.g. a build_openai_app app) the gateway forwards to."""
+    """Models served by another Serve application: reached through a Serve handle (``app``) or over HTTP (``base_url``)."""
 
     model_ids: List[str] = Field(min_length=1, description="Models served by this upstream.")
-    base_url: str = Field(
-        description="Base URL without /v1, e.g. http://127.0.0.1:8000/llm for an app with route_prefix /llm."
+    app: Optional[str] = Field(
+        default=None,
+        description=(
+            "Name of a Serve application in this cluster whose ingress is Ray's LLMServer (the chart's per-model "
+            "apps behind a gateway, rayllm_runtime.serve_llm:build_llm_app). Called through a Serve handle: no "
+            "HTTP route is needed, so the app can have none and nobody bypasses the gateway."
+        ),
+    )
+    base_url: Optional[str] = Field(
+        default=None,
+        description="Base URL without /v1, e.g. http://127.0.0.1:8000/llm for an app with route_prefix /llm.",
     )
     timeout_s: float = Field(default=600.0, gt=0, description="Total timeout of one forwarded request.")
     api_key_env: Optional[str] = Field(
@@ -275,7 +284,9 @@ class UpstreamConfig(RuntimeConfigModel):
 
     @field_validator("base_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(
@@ -286,11 +297,47 @@ class UpstreamConfig(RuntimeConfigModel):
             value = value[: -len("/v1")]
         return value
 
+    @model_validator(mode="after")
+    def _one_target(self) -> "UpstreamConfig":
+        if (self.app is None) == (self.base_url is None):
+            raise ValueError(
+                f"got app={self.app!r} and base_url={self.base_url!r}; expected exactly one of them; set `app` "
+                "to a Serve application of this cluster or `base_url` to an HTTP server"
+            )
+        if self.app is not None and self.api_key_env:
+            raise ValueError(
+                "got api_key_env on an `app` upstream; expected it only with base_url (a Serve handle sends no "
+                "HTTP headers); remove api_key_env"
+            )
+        return self
 
-class AuthConfig(RuntimeConfigModel):
+
+class GuardConfig(RuntimeConfigModel):
+    """A guard (auth, rate limit) that is on as soon as it is configured.
+
+    ``rate_limit: {requests_per_minute: 600}`` reads as "limit to 600 a minute", so
+    settings without ``enabled`` switch the guard on; ``enabled: false`` keeps the
+    settings and switches it off. Only an absent (or empty) block means off.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _configured_means_on(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "enabled" not in data and any(key != "enabled" for key in data):
+            return {**data, "enabled": True}
+        return data
+
+
+class AuthConfig(GuardConfig):
     """Bearer API-key authentication."""
 
-    enabled: bool = Field(default=False, description="Require `Authorization: Bearer <key>` on /v1 endpoints.")
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Require `Authorization: Bearer <key>` on /v1 endpoints; on when `api_keys_path` is set "
+            "unless `enabled: false`."
+        ),
+    )
     api_keys_path: Optional[str] = Field(
         default=None,
         description="File with one key per line, or a directory (a mounted Kubernetes Secret) whose files hold keys.",
@@ -309,10 +356,13 @@ class AuthConfig(RuntimeConfigModel):
         return self
 
 
-class RateLimitConfig(RuntimeConfigModel):
+class RateLimitConfig(GuardConfig):
     """Per-key token bucket (per ingress replica)."""
 
-    enabled: bool = Field(default=False, description="Apply the limit.")
+    enabled: bool = Field(
+        default=False,
+        description="Apply the limit; on when any limit is set unless `enabled: false`.",
+    )
     requests_per_minute: float = Field(default=60.0, gt=0, description="Sustained requests per minute per key.")
     burst: int = Field(default=10, ge=1, description="Requests a key may make at once before being throttled.")
 
@@ -333,7 +383,13 @@ class IngressDeploymentOptions(RuntimeConfigModel):
     autoscaling_config: Optional[AutoscalingOptions] = Field(default=None, description="Ingress autoscaling bounds.")
     max_ongoing_requests: Optional[int] = Field(default=None, ge=1, description="Requests one ingress replica accepts at once.")
     ray_actor_options: RayActorOptions = Field(
-        default_factory=RayActorOptions, description="Ingress replica resources (no GPU needed)."
+        default_factory=lambda: RayActorOptions(num_cpus=0),
+        description=(
+            "Ingress replica resources (no GPU needed). `num_cpus` defaults to 0, as Ray's own LLM ingress "
+            "router does: the ingress then fits beside the proxy on a head that advertises no CPUs, and "
+            "`cpu_placement` pins it there (Serve would otherwise ask 1 CPU, which on a GPU-only cluster "
+            "keeps a GPU node up for a CPU-only process)."
+        ),
     )
 
     @model_validator(mode="after")
@@ -375,6 +431,28 @@ class GatewayArgs(RuntimeConfigModel):
     ingress_deployment: IngressDeploymentOptions = Field(
         default_factory=IngressDeploymentOptions, description="Ray Serve options of the ingress deployment."
     )
+    cpu_placement: Dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Custom Ray resources every CPU-only replica of this app asks for (the ingress, and models without "
+            "GPUs), unless it sets `resources` itself. The chart sets it to a sliver of the head's resource "
+            "(rayllm-head) or of the system group's (rayllm-system), so these replicas land beside a proxy "
+            "and never on a GPU node."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _place_cpu_only_replicas(self) -> "GatewayArgs":
+        if not self.cpu_placement:
+            return self
+        actor = self.ingress_deployment.ray_actor_options
+        if not actor.resources and not actor.num_gpus:
+            actor.resources = dict(self.cpu_placement)
+        for model in self.models:
+            options = model.deployment.ray_actor_options
+            if not model.colocated and not options.resources and not options.num_gpus:
+                options.resources = dict(self.cpu_placement)
+        return self
 
     @model_validator(mode="after")
     def _unique_models(self) -> "GatewayArgs":

@@ -1,4 +1,4 @@
-"""Ray's ``build_openai_app``, fed only with verified, content-addressed model files.
+"""Ray's ``build_openai_app`` and ``build_llm_deployment``, fed only with verified, content-addressed model files.
 
 The chart names every model file ``<model>.<sha256[:12]>.yaml`` and puts those
 paths in serveConfigV2. A changed model therefore changes serveConfigV2 (so
@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from ray.serve import Application
 
 logger = logging.getLogger("rayllm.serve_llm")
 
@@ -42,6 +43,13 @@ class VerifiedOpenAIAppArgs(BaseModel):
         300, ge=0, description="How long to wait for kubelet to project each file with the expected content."
     )
     poll_interval_s: float = Field(1.0, gt=0, description="Seconds between checks while waiting.")
+    ingress_deployment_config: Dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Serve options of Ray's OpenAI ingress deployment (LLMServingArgs.ingress_deployment_config): the "
+            "chart sets its placement here (num_cpus 0, pinned beside the proxy)."
+        ),
+    )
 
 
 def content_digest(text: Union[str, bytes]) -> str:
@@ -57,6 +65,7 @@ def load_verified_config(
     poll_interval_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    check_digest: bool = True,
 ) -> Dict[str, Any]:
     """Wait until ``path`` exists with content matching the digest in its name; return the parsed YAML.
 
@@ -64,7 +73,7 @@ def load_verified_config(
     serve configs); the chart never writes such names.
     """
     path = Path(path)
-    match = HASHED_NAME.match(path.name)
+    match = HASHED_NAME.match(path.name) if check_digest else None
     deadline = clock() + timeout_s
     last_problem = "not checked yet"
     while True:
@@ -109,14 +118,58 @@ def resolve_llm_configs(args: VerifiedOpenAIAppArgs) -> List[Dict[str, Any]]:
     return out
 
 
-def build_openai_app(args: Optional[Union[VerifiedOpenAIAppArgs, Dict[str, Any]]] = None, **kwargs: Any):
-    """Serve application builder: verify the files, then delegate to ``ray.serve.llm.build_openai_app``."""
-    if args is None:
-        args = kwargs
+def build_openai_app(args: VerifiedOpenAIAppArgs) -> Application:
+    """Serve application builder: verify the files, then delegate to ``ray.serve.llm.build_openai_app``.
+
+    Import path: ``rayllm_runtime.serve_llm:build_openai_app``. Called with a plain
+    dict too (tests, direct use).
+    """
     if not isinstance(args, VerifiedOpenAIAppArgs):
         args = VerifiedOpenAIAppArgs.model_validate(args)
     from ray.serve.llm import LLMConfig
     from ray.serve.llm import build_openai_app as ray_build_openai_app
 
     configs = [LLMConfig.model_validate(cfg) for cfg in resolve_llm_configs(args)]
-    return ray_build_openai_app({"llm_configs": configs})
+    serving_args: Dict[str, Any] = {"llm_configs": configs}
+    if args.ingress_deployment_config:
+        serving_args["ingress_deployment_config"] = args.ingress_deployment_config
+    return ray_build_openai_app(serving_args)
+
+
+class VerifiedLLMAppArgs(BaseModel):
+    """Args of :func:`build_llm_app` (the chart writes them): one model as its own application."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm_config: Union[str, Dict[str, Any]] = Field(
+        ..., description="Content-addressed YAML path of one Ray LLMConfig (or an inline dict)."
+    )
+    config_wait_timeout_s: float = Field(
+        300, ge=0, description="How long to wait for kubelet to project the file with the expected content."
+    )
+    poll_interval_s: float = Field(1.0, gt=0, description="Seconds between checks while waiting.")
+    verify_content_hash: bool = Field(
+        True, description="Wait for content that hashes to the file name (serve.verifyMountedConfigs); off reads it once."
+    )
+
+
+def build_llm_app(args: VerifiedLLMAppArgs) -> Application:
+    """Serve application builder: one model as Ray's LLMServer (``ray.serve.llm.build_llm_deployment``).
+
+    Import path: ``rayllm_runtime.serve_llm:build_llm_app``. The chart gives each model
+    behind a gateway an application of its own, with no HTTP route: the gateway calls
+    it through a Serve handle, and a change to one model redeploys that application
+    alone (Serve versions a whole application by its config).
+    """
+    if not isinstance(args, VerifiedLLMAppArgs):
+        args = VerifiedLLMAppArgs.model_validate(args)
+    from ray.serve.llm import LLMConfig, build_llm_deployment
+
+    entry = args.llm_config
+    if isinstance(entry, dict):
+        config = entry
+    else:
+        timeout = args.config_wait_timeout_s if args.verify_content_hash else 0
+        config = load_verified_config(entry, timeout_s=timeout, poll_interval_s=args.poll_interval_s,
+                                      check_digest=args.verify_content_hash)
+    return build_llm_deployment(LLMConfig.model_validate(config))

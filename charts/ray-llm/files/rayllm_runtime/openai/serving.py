@@ -29,7 +29,7 @@ from rayllm_runtime.openai.protocol import (
     new_id,
     now,
 )
-from rayllm_runtime.routing import LocalBackend, ModelRouter, UpstreamBackend
+from rayllm_runtime.routing import LocalBackend, ModelRouter, ServeAppBackend, UpstreamBackend
 
 logger = logging.getLogger("rayllm.serving")
 
@@ -126,6 +126,45 @@ def upstream_error(status: int, body: bytes, ctx: RequestContext, finish: Finish
     raise OpenAIHTTPError(mapped_status, f"The upstream answered HTTP {status}.")
 
 
+def ray_llm_request(raw_body: bytes, is_chat: bool) -> Any:
+    """The client's body as Ray Serve LLM's request model (what its LLMServer takes).
+
+    Parsed from the raw body, so every field the client sent reaches the engine. Pydantic
+    keeps ``Iterable``-typed message fields (content parts, tool calls) as lazy
+    iterators, which cannot be pickled into a Serve call: they are turned into lists.
+    """
+    from pydantic import ValidationError
+    from ray.serve.llm.openai_api_models import ChatCompletionRequest as RayChat
+    from ray.serve.llm.openai_api_models import CompletionRequest as RayCompletion
+
+    try:
+        request = (RayChat if is_chat else RayCompletion).model_validate_json(raw_body)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise OpenAIHTTPError(400, f"Invalid field '{where}': {first.get('msg')}. Fix the request body and retry.",
+                              param=where or None) from None
+    for index, message in enumerate(getattr(request, "messages", None) or []):
+        if not isinstance(message, dict):
+            message = request.messages[index] = message.model_dump()
+        for key in ("content", "tool_calls"):
+            value = message.get(key)
+            if value is not None and not isinstance(value, (str, list)):
+                message[key] = list(value)
+    return request
+
+
+def sse_packet(item: Any) -> str:
+    """One item LLMServer streams (an SSE string, a response model, or a batch of either) as SSE text."""
+    if isinstance(item, list):
+        return "".join(sse_packet(part) for part in item)
+    if isinstance(item, str):
+        return item
+    if hasattr(item, "model_dump_json"):
+        return f"data: {item.model_dump_json()}\n\n"
+    return sse(item)
+
+
 def map_exception(exc: BaseException, ctx: RequestContext) -> OpenAIHTTPError:
     """Turn anything raised while serving into a client-safe error."""
     if isinstance(exc, OpenAIHTTPError):
@@ -166,6 +205,8 @@ class OpenAIServing:
         if isinstance(backend, UpstreamBackend):
             path = "/v1/chat/completions" if isinstance(req, ChatCompletionRequest) else "/v1/completions"
             return await self._forward(backend, path, raw_body, req, ctx)
+        if isinstance(backend, ServeAppBackend):
+            return await self._call_app(backend, raw_body, req, ctx)
         if getattr(backend, "task", "generate") != "generate":
             raise OpenAIHTTPError(
                 400,
@@ -407,6 +448,64 @@ class OpenAIServing:
         return StreamingResponse(
             passthrough(),
             media_type=response.headers.get("content-type", "text/event-stream"),
+            headers={"x-request-id": ctx.request_id, "cache-control": "no-cache"},
+        )
+
+    # -- Serve applications of this cluster (Ray's LLMServer) --------------
+    async def _call_app(
+        self, backend: ServeAppBackend, raw_body: bytes, req: AnyCompletionRequest, ctx: RequestContext
+    ) -> Response:
+        is_chat = isinstance(req, ChatCompletionRequest)
+        ray_request = ray_llm_request(raw_body, is_chat)
+        method = getattr(backend.handle, "chat" if is_chat else "completions")
+
+        async def open_stream():
+            # Nothing is sent before the first item, so losing the replica up to here is retried.
+            stream = method.remote(ray_request)
+            return stream, await stream.__anext__()
+
+        stream, first = await with_replica_retry(open_stream, ctx)
+        head = first[0] if isinstance(first, list) and first else first
+        error = getattr(head, "error", None)
+        if error is not None and type(head).__name__ == "ErrorResponse":
+            raise OpenAIHTTPError(int(getattr(error, "code", 500) or 500), str(getattr(error, "message", "")))
+        if not req.stream:
+            body = head.model_dump(mode="json") if hasattr(head, "model_dump") else json.loads(str(head))
+            usage = body.get("usage") or {}
+            ctx.prompt_tokens = usage.get("prompt_tokens")
+            ctx.completion_tokens = usage.get("completion_tokens")
+            self.finish(ctx, 200)
+            return JSONResponse(body, headers={"x-request-id": ctx.request_id})
+
+        async def events() -> AsyncIterator[str]:
+            status, done = 200, False
+            try:
+                item = first
+                while True:
+                    packet = sse_packet(item)
+                    if ctx.first_token_at is None:
+                        ctx.first_token_at = time.monotonic()
+                        self.observe_ttft(req.model, ctx.first_token_at - ctx.started)
+                    done = done or packet.rstrip().endswith("data: [DONE]")
+                    yield packet
+                    try:
+                        item = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if not done:
+                    yield sse("[DONE]")
+            except asyncio.CancelledError:
+                status = 499
+                raise
+            except Exception as exc:  # headers are sent: report in-band
+                mapped = map_exception(exc, ctx)
+                status = mapped.status_code
+                yield sse(mapped.body())
+            finally:
+                self.finish(ctx, status, None if status == 200 else "upstream_error")
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream",
             headers={"x-request-id": ctx.request_id, "cache-control": "no-cache"},
         )
 
