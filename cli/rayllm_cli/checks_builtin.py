@@ -38,6 +38,7 @@ from .checks_common import (
     NOTICE,
     WARNING,
     Finding,
+    manifest_finding,
     format_path,
     metadata_findings,
     object_ref,
@@ -171,13 +172,13 @@ def _kv_validate(objs: list[Any], k8s_version: str) -> BuiltinResult:
         ref, src = object_ref(obj), source_of(obj)
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if not isinstance(kind, str) or not isinstance(api_version, str):
-            result.findings.append(Finding("", "missing apiVersion/kind", ERROR,
+            result.findings.append(manifest_finding("", "missing apiVersion/kind", ERROR,
                                            "builtin:" + BACKEND_KV, ref, src))
             continue
         validator = _kv_validator(schema_version, kind, api_version)
         if validator is None:
             result.skipped += 1
-            result.findings.append(Finding(
+            result.findings.append(manifest_finding(
                 "", f"no schema for {api_version} {kind} in Kubernetes {schema_version} "
                 "(a CRD kind or a removed API); not schema-checked", NOTICE,
                 "builtin:" + BACKEND_KV, ref, src))
@@ -202,7 +203,7 @@ def _kv_error_to_finding(err: jsonschema.ValidationError, obj: Any) -> Finding:
         if missing:
             base.append(missing)
         msg = f"required field {missing!r} is missing"
-    return Finding(format_path(base), msg, ERROR, "builtin:" + BACKEND_KV,
+    return manifest_finding(format_path(base), msg, ERROR, "builtin:" + BACKEND_KV,
                    object_ref(obj), source_of(obj))
 
 
@@ -244,19 +245,19 @@ def _kubeconform_validate(binary: str, objs: list[Any], k8s_version: str) -> Bui
         status = r.get("status")
         if status == "statusSkipped":
             result.skipped += 1
-            result.findings.append(Finding("", "no schema for this kind; not schema-checked",
+            result.findings.append(manifest_finding("", "no schema for this kind; not schema-checked",
                                            NOTICE, "builtin:kubeconform", ref, src))
             continue
         result.checked += 1
         if status == "statusInvalid":
             errs = r.get("validationErrors") or []
             if not errs:
-                result.findings.append(Finding("", r.get("msg", "invalid"), ERROR,
+                result.findings.append(manifest_finding("", r.get("msg", "invalid"), ERROR,
                                                "builtin:kubeconform", ref, src))
             for e in errs:
                 parts = [int(p) if p.isdigit() else p
                          for p in str(e.get("path", "")).strip("/").split("/") if p]
-                result.findings.append(Finding(format_path(parts), e.get("msg", ""), ERROR,
+                result.findings.append(manifest_finding(format_path(parts), e.get("msg", ""), ERROR,
                                                "builtin:kubeconform", ref, src))
     # Valid resources are not listed unless -verbose; count them as checked.
     result.checked += len(files) - len(seen)
@@ -289,7 +290,7 @@ def validate_builtin(objs: Iterable[Any], *, kubernetes_version: str | None = No
             if choice == BACKEND_KUBECONFORM:
                 raise RuntimeError("kubeconform could not load its schemas (offline?); set "
                                    f"{ENV_KUBECONFORM_SCHEMAS} to a local schema location")
-            fallback_note = Finding("", "kubeconform could not load schemas (offline?); "
+            fallback_note = manifest_finding("", "kubeconform could not load schemas (offline?); "
                                     "fell back to kubernetes-validate", NOTICE, "builtin")
     if result is None:
         result = _kv_validate(builtin, version)
@@ -301,7 +302,7 @@ def validate_builtin(objs: Iterable[Any], *, kubernetes_version: str | None = No
                             if (f.obj, f.path) not in seen]
     for obj in skipped_ray:
         result.skipped += 1
-        result.findings.append(Finding("", "ray.io object: checked against the KubeRay CRD "
+        result.findings.append(manifest_finding("", "ray.io object: checked against the KubeRay CRD "
                                        "(checks_crd.validate_manifest), not here", NOTICE,
                                        "builtin", object_ref(obj), source_of(obj)))
     return result
@@ -360,17 +361,17 @@ def object_size_findings(obj: Any) -> list[Finding]:
     out: list[Finding] = []
     data = data_size(obj)
     if data is not None and data > DATA_SIZE_LIMIT:
-        out.append(Finding("data", f"{obj.get('kind')} data totals {data:,} bytes; the API server "
+        out.append(manifest_finding("data", f"{obj.get('kind')} data totals {data:,} bytes; the API server "
                            f"rejects more than {DATA_SIZE_LIMIT:,} bytes (1 MiB, summed over the "
                            "values of data and binaryData): split it (e.g. move models into "
                            "more families, one ConfigMap each)", ERROR, "size", ref, src))
     if size > ETCD_REQUEST_LIMIT:
-        out.append(Finding("", f"object is {size:,} bytes as JSON; etcd's request limit is "
+        out.append(manifest_finding("", f"object is {size:,} bytes as JSON; etcd's request limit is "
                            f"{ETCD_REQUEST_LIMIT:,} bytes (1.5 MiB): the API server will reject "
                            "it; move large data out (e.g. split the ConfigMap)", ERROR, "size",
                            ref, src))
     if size > LAST_APPLIED_LIMIT:
-        out.append(Finding("", f"object is {size:,} bytes as JSON (> {LAST_APPLIED_LIMIT:,}): "
+        out.append(manifest_finding("", f"object is {size:,} bytes as JSON (> {LAST_APPLIED_LIMIT:,}): "
                            "client-side 'kubectl apply' stores it in the "
                            "kubectl.kubernetes.io/last-applied-configuration annotation and "
                            "will fail (annotations are limited to 256 KiB); use helm, "

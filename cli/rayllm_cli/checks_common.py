@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import yaml
 
 from . import yaml_helm
+from .errors import ERROR, NOTICE, WARNING, Finding, format_path
 
 __all__ = [
     "Finding",
+    "manifest_finding",
     "Manifest",
     "ManifestParseError",
     "format_path",
@@ -25,43 +26,11 @@ __all__ = [
     "duplicate_key_findings",
 ]
 
-ERROR = "error"
-WARNING = "warning"
-NOTICE = "notice"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem (or notice) about one object.
-
-    path:     JSON path inside the object, e.g.
-              ``spec.rayClusterConfig.workerGroupSpecs[0].rayStartParams``
-              ("" for the object as a whole)
-    message:  what is wrong
-    severity: "error" (the API server would reject it), "warning", or "notice"
-              (informational: e.g. a kind that could not be checked)
-    check:    which check produced it ("crd", "builtin:kubernetes-validate",
-              "builtin:kubeconform", "metadata", "size", "yaml")
-    obj:      "Kind/name" of the object
-    source:   template path from helm's ``# Source:`` comment, when known
-    """
-
-    path: str
-    message: str
-    severity: str = ERROR
-    check: str = ""
-    obj: str = ""
-    source: str | None = None
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == ERROR
-
-    def __str__(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        who = f"{self.obj} " if self.obj else ""
-        at = f"{self.path}: " if self.path else ""
-        return f"{self.severity.upper()} {where}{who}{at}{self.message}"
+def manifest_finding(path: str, message: str, severity: str = ERROR, check: str = "", obj: str = "",
+                     source: str | None = None) -> Finding:
+    """A finding about one rendered object: ``path`` inside it, ``check`` that found it,
+    ``obj`` its ``Kind/name`` and ``source`` the template from helm's ``# Source:`` comment."""
+    return Finding(rule=check, severity=severity, path=path, message=message, obj=obj, origin=source or "")
 
 
 class Manifest(dict):
@@ -86,24 +55,6 @@ class ManifestParseError(ValueError):
 
 
 # --------------------------------------------------------------------------- paths
-
-_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-
-
-def format_path(parts: Iterable[Any]) -> str:
-    """['spec', 'workerGroupSpecs', 0, 'rayStartParams'] ->
-    'spec.workerGroupSpecs[0].rayStartParams'; keys with dots or slashes are
-    bracket-quoted: metadata.labels["app.kubernetes.io/name"]."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _SIMPLE_KEY.match(str(part)):
-            out += ("." if out else "") + str(part)
-        else:
-            out += '["' + str(part).replace('"', '\\"') + '"]'
-    return out
-
 
 def object_ref(obj: Any) -> str:
     if not isinstance(obj, dict):
@@ -240,7 +191,7 @@ def split_manifests(text: str) -> list[Manifest]:
 
 def duplicate_key_findings(obj: Any) -> list[Finding]:
     return [
-        Finding(
+        manifest_finding(
             path="",
             message=(f"duplicate key {key!r} at line {line} of the rendered stream: the "
                      "API server rejects duplicate fields (strict decoding); PyYAML/kubectl "
@@ -285,7 +236,7 @@ def metadata_findings(obj: Any, *, check: str = "metadata") -> list[Finding]:
     ref, src = object_ref(obj), source_of(obj)
 
     def f(path: str, msg: str, severity: str = ERROR) -> Finding:
-        return Finding(path, msg, severity, check, ref, src)
+        return manifest_finding(path, msg, severity, check, ref, src)
 
     if not isinstance(obj, dict):
         return [f("", "a Kubernetes object must be a mapping")]
@@ -343,7 +294,7 @@ def metadata_findings(obj: Any, *, check: str = "metadata") -> list[Finding]:
 
 def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
     order = {ERROR: 0, WARNING: 1, NOTICE: 2}
-    return sorted(findings, key=lambda x: (order.get(x.severity, 3), x.source or "",
+    return sorted(findings, key=lambda x: (order.get(x.severity, 3), x.origin,
                                            x.obj, x.path))
 
 

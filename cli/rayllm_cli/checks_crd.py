@@ -39,6 +39,7 @@ from .checks_common import (
     NOTICE,
     WARNING,
     Finding,
+    manifest_finding,
     format_path,
     metadata_findings,
     object_ref,
@@ -344,12 +345,12 @@ def _errors_to_findings(errors: Iterable[jsonschema.ValidationError], obj: Any) 
                 msg = f"unknown field {key!r}"
                 if hint:
                     msg += f" (did you mean {hint[0]!r}?)"
-                out.append(Finding(format_path(base + [key]), msg, ERROR, "crd", ref, src))
+                out.append(manifest_finding(format_path(base + [key]), msg, ERROR, "crd", ref, src))
             continue
         if err.validator == "required":
             missing = err.message.split("'")[1] if "'" in err.message else ""
             path = format_path(base + ([missing] if missing else []))
-            out.append(Finding(path, f"required field {missing!r} is missing", ERROR,
+            out.append(manifest_finding(path, f"required field {missing!r} is missing", ERROR,
                                "crd", ref, src))
             continue
         if err.validator == "anyOf" and err.schema.get("x-kubernetes-int-or-string"):
@@ -363,7 +364,7 @@ def _errors_to_findings(errors: Iterable[jsonschema.ValidationError], obj: Any) 
             msg = f"{err.instance!r} does not match {err.validator_value!r}"
         else:
             msg = err.message
-        out.append(Finding(format_path(base), msg, ERROR, "crd", ref, src))
+        out.append(manifest_finding(format_path(base), msg, ERROR, "crd", ref, src))
     return out
 
 
@@ -396,29 +397,29 @@ def validate_manifest(obj: Any) -> list[Finding]:
     when the CRD files can't be found."""
     ref, src = object_ref(obj), source_of(obj)
     if not isinstance(obj, dict):
-        return [Finding("", "a Kubernetes object must be a mapping", ERROR, "crd", ref, src)]
+        return [manifest_finding("", "a Kubernetes object must be a mapping", ERROR, "crd", ref, src)]
     api_version = obj.get("apiVersion")
     kind = obj.get("kind")
     group, _, version = str(api_version or "").rpartition("/")
     if group != GROUP:
-        return [Finding("", f"not a {GROUP} object ({api_version}); checked by "
+        return [manifest_finding("", f"not a {GROUP} object ({api_version}); checked by "
                         "validate_builtin instead", NOTICE, "crd", ref, src)]
     if kind not in CRD_FILES:
-        return [Finding("kind", f"unknown {GROUP} kind {kind!r}", ERROR, "crd", ref, src)]
+        return [manifest_finding("kind", f"unknown {GROUP} kind {kind!r}", ERROR, "crd", ref, src)]
     out: list[Finding] = []
     if version != "v1":
-        out.append(Finding("apiVersion", f"{api_version} is deprecated; use {GROUP}/v1",
+        out.append(manifest_finding("apiVersion", f"{api_version} is deprecated; use {GROUP}/v1",
                            WARNING, "crd", ref, src))
     try:
         validator = crd_validator(kind, version)
     except CrdNotFoundError as exc:
         if kind == "RayJob" or "has no version" in exc.message:
-            return out + [Finding("", f"cannot check: {exc.message}", WARNING, "crd", ref, src)]
+            return out + [manifest_finding("", f"cannot check: {exc.message}", WARNING, "crd", ref, src)]
         raise
     pruned_paths: list[list] = []
     pruned = _prune_nulls(dict(obj), validator.schema, [], pruned_paths)
     for p in pruned_paths:
-        out.append(Finding(format_path(p), "null value: the API server prunes it (the field is "
+        out.append(manifest_finding(format_path(p), "null value: the API server prunes it (the field is "
                            "dropped, as if not set); omit it in the template", WARNING, "crd",
                            ref, src))
     out += _errors_to_findings(

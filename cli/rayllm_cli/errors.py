@@ -10,7 +10,7 @@ Exit codes (documented in ``ray-llm --help`` and the README):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -53,13 +53,17 @@ def bounded(value: Any) -> Any:
 
 
 @dataclass
-class ValuesFinding:
-    """One problem in the merged values (or in what they render to).
+class Finding:
+    """One problem (or notice) in the merged values or in what they render to: the one finding
+    type of ``validate``, ``lint`` and the manifest checks.
 
-    ``path`` is the values path as written in values files
-    (``tiers.small.gpusPerWorker``, ``models.x.engine_kwargs.dtype``),
-    ``origin`` is ``file:line`` (or ``--set k=v``) of the value.
-    ``value`` is already masked where it may hold a secret.
+    ``rule``      what found it: a rule id (``RL003``), ``schema``, or a manifest check
+                  (``crd``, ``builtin:kubernetes-validate``, ``metadata``, ``size``, ``ray:LLMConfig``)
+    ``path``      the values path as written in values files (``tiers.small.gpusPerWorker``), or
+                  the JSON path inside the rendered object ``obj`` (``spec.rayClusterConfig...``)
+    ``obj``       ``Kind/name`` of the rendered object, for manifest findings; empty for values
+    ``origin``    ``file:line`` (or ``--set k=v``) of the value, or the template of the object
+    ``value``     already masked where it may hold a secret
     """
 
     rule: str
@@ -70,6 +74,7 @@ class ValuesFinding:
     expected: str = ""
     fix: str = ""
     origin: str = ""
+    obj: str = ""
 
     def __post_init__(self) -> None:
         # a finding is read by a person: a 500,000-item list or a 4 MiB string in it helps nobody
@@ -83,11 +88,18 @@ class ValuesFinding:
     def is_error(self) -> bool:
         return self.severity == ERROR
 
+    def __str__(self) -> str:
+        where = f"{self.origin}: " if self.origin else ""
+        who = f"{self.obj} " if self.obj else ""
+        at = f"{self.path}: " if self.path else ""
+        return f"{self.severity.upper()} {where}{who}{at}{self.message}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     def render(self) -> str:
-        head = f"{self.severity.upper():7} [{self.rule}] {self.path or '(values)'}"
+        where = " ".join(x for x in (self.obj, self.path) if x) or ("(object)" if self.obj else "(values)")
+        head = f"{self.severity.upper():7} [{self.rule}] {where}"
         if self.origin:
             head += f"  ({self.origin})"
         lines = [head, f"    {self.message}"]
@@ -141,3 +153,18 @@ def mask(value: Any) -> str:
     if len(text) <= 4:
         return "****"
     return text[:3] + "****" + f" ({len(text)} chars)"
+
+
+def format_path(parts: Iterable[Any]) -> str:
+    """The one path formatter: ``['tiers', 'small', 'env', 0]`` -> ``tiers.small.env[0]``; keys with
+    other characters than letters, digits, ``_`` and ``-`` are bracket-quoted
+    (``models["qwen2.5-0.5b"]``, ``metadata.labels["app.kubernetes.io/name"]``)."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        elif part != "" and all(c.isalnum() or c in "_-" for c in str(part)):
+            out += ("." if out else "") + str(part)
+        else:
+            out += '["' + str(part).replace('"', '\\"') + '"]'
+    return out

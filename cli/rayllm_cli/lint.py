@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
-from .errors import ERROR, NOTICE, WARNING, ValuesFinding
+from .errors import ERROR, NOTICE, WARNING, Finding
 from .helm_run import HelmRender
 from .ray_verdicts import (ENV_RAY_SCHEMAS, UNSET as _UNSET, early_child, installed_version, ray_installed,
                            ray_schemas_off, verdict_cache_dir)
@@ -37,7 +37,7 @@ def _ray_items(docs: List[dict]) -> List[tuple]:
     return items
 
 
-def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[ValuesFinding]:
+def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Finding]:
     """Ray's own schemas: ServeDeploySchema on serveConfigV2, LLMConfig on each model file.
     ``cache``: the verdict cache directory if the caller already looked it up."""
     import hashlib
@@ -68,34 +68,38 @@ def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Val
             verdicts[i] = error
             write_json_cache(files[i], {"error": error})
 
-    out: List[ValuesFinding] = []
+    out: List[Finding] = []
     for i, (schema, where, _text) in enumerate(items):
         error = verdicts.get(i)
         if error is None:
             continue
         if schema == "ServeDeploySchema":
-            out.append(ValuesFinding("ray:ServeDeploySchema", ERROR, where, f"Ray Serve rejects serveConfigV2: {error}",
-                                     expected="a valid Ray Serve config", fix="check customApps / llmApps settings"))
+            out.append(Finding("ray:ServeDeploySchema", ERROR, where, f"Ray Serve rejects serveConfigV2: {error}",
+                               expected="a valid Ray Serve config", fix="check customApps / llmApps settings"))
         else:
-            out.append(ValuesFinding("ray:LLMConfig", ERROR, where, f"Ray's LLMConfig rejects this model file: {error}",
+            out.append(Finding("ray:LLMConfig", ERROR, where, f"Ray's LLMConfig rejects this model file: {error}",
                                      expected="a valid ray.serve.llm.LLMConfig",
                                      fix="fix the model's Ray sections (model_loading_config, engine_kwargs, ...)"))
     return out
 
 
-def _ray_release_mismatch(ray_version: Any) -> Optional[str]:
-    """A note when the Ray that judged the files is another release line than the pods run.
+def _ray_release_mismatch(ray_version: Any) -> Optional[Finding]:
+    """A warning when the Ray that judged the files is another release line than the pods run.
 
-    Ray Serve LLM's config models change between minor releases (keys added,
-    renamed, validated differently), so a verdict holds for the release that gave
-    it. A note, not a warning: the pods' Ray is often not installable beside the
-    CLI, and the verdict is still the best one available here.
+    Ray Serve LLM's config models change between minor releases (keys added, renamed,
+    validated differently), so a verdict holds for the release that gave it: lint says so
+    loudly, with the command that gets the pods' verdict.
     """
     here = installed_version("ray")
     if here is None or not isinstance(ray_version, str) or here.split(".")[:2] == ray_version.split(".")[:2]:
         return None
-    return (f"Ray's schemas were checked with Ray {here} (installed here) while the pods run Ray {ray_version} "
-            f"(rayVersion); for their exact verdict, lint from an environment with ray[serve,llm]=={ray_version}")
+    return Finding(
+        rule="ray:version", severity=WARNING, path="rayVersion",
+        message=(f"Ray's schemas were checked with Ray {here} (installed here) while the pods run Ray "
+                 f"{ray_version} (rayVersion): fields that Ray {ray_version}'s LLMConfig or ServeDeploySchema "
+                 "would refuse (or read differently) are not caught"),
+        value=ray_version, expected=f"lint with the pods' Ray, {ray_version}",
+        fix=f"lint from an environment with ray[serve,llm]=={ray_version} (make setup installs the chart's rayVersion)")
 
 
 def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, strict: bool = False,
@@ -119,19 +123,19 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
     if cache is _UNSET:
         cache = verdict_cache_dir()  # one lookup of the library versions per lint
     if ray_child is not _UNSET:  # the caller started it and stops it
-        return _lint(files, sets, set_strings, strict, kubernetes_version, render, ray_child, cache, debug)
+        return _lint(files, sets, set_strings, strict, kubernetes_version, render, ray_child, cache, debug, release)
     child = early_child(cache)
     try:
-        return _lint(files, sets, set_strings, strict, kubernetes_version, render, child, cache, debug)
+        return _lint(files, sets, set_strings, strict, kubernetes_version, render, child, cache, debug, release)
     finally:
         if child is not None and child.proc.poll() is None:
             child.cancel()  # not needed after all (values errors, everything cached, ...)
 
 
 def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRender, child, cache: Optional[Path],
-          debug: Callable[[str], None]) -> LintResult:
+          debug: Callable[[str], None], release: str) -> LintResult:
     try:
-        base = validate_values(files, sets, set_strings, strict=strict)
+        base = validate_values(files, sets, set_strings, strict=strict, release=release)
     except BaseException:
         render.cancel()
         raise
@@ -149,25 +153,25 @@ def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRend
     debug(f"helm template exited {proc.returncode}")
     if proc.returncode != 0:
         msg = proc.stderr.strip()[-2000:]
-        result.findings.append(ValuesFinding("helm", ERROR, "", f"helm template failed: {msg}",
+        result.findings.append(Finding("helm", ERROR, "", f"helm template failed: {msg}",
                                              expected="the chart renders", fix="see helm's message"))
         return result
 
     try:
         report = check_rendered(proc.stdout, kubernetes_version=kubernetes_version)
     except CrdNotFoundError as exc:
-        result.findings.append(ValuesFinding("crd", ERROR, "", f"KubeRay CRDs not found: {exc}",
+        result.findings.append(Finding("crd", ERROR, "", f"KubeRay CRDs not found: {exc}",
                                              expected="the KubeRay CRDs", fix="set RAYLLM_KUBERAY_CRDS to their directory"))
         return result
     except ManifestParseError as exc:
-        result.findings.append(ValuesFinding("yaml", ERROR, "", f"rendered output does not parse: {exc}"))
+        result.findings.append(Finding("yaml", ERROR, "", f"rendered output does not parse: {exc}"))
         return result
     result.objects = len(report.objects)
     result.notes.append(report.summary())
     for f in report.findings:
-        sev = f.severity if f.severity in (ERROR, WARNING, NOTICE) else ERROR
-        where = " ".join(x for x in (f.obj, f.path) if x)
-        result.findings.append(ValuesFinding(f.check or "manifest", sev, where, f.message, origin=f.source or ""))
+        if f.severity not in (ERROR, WARNING, NOTICE):
+            f.severity = ERROR
+        result.findings.append(f)
     if ray_schemas_off():
         result.notes.append(f"Ray's schemas (ServeDeploySchema, LLMConfig) not checked: {ENV_RAY_SCHEMAS}="
                             f"{os.environ[ENV_RAY_SCHEMAS]}")
@@ -178,11 +182,11 @@ def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRend
             result.findings += _ray_findings(list(report.objects), child, cache)  # parsed once, by check_rendered
             mismatch = _ray_release_mismatch(result.merged.values.get("rayVersion"))
             if mismatch:
-                result.notes.append(mismatch)
+                result.findings.append(mismatch)
         except ImportError as exc:
             result.notes.append(f"Ray's schemas not checked: {exc} (install ray[serve,llm])")
         except RayCheckError as exc:
-            result.findings.append(ValuesFinding(
+            result.findings.append(Finding(
                 "ray", WARNING, "", f"Ray's schemas could not be checked: the checker process failed ({exc})",
                 expected="a working ray[serve,llm] in this Python",
                 fix=f"run with {ENV_RAY_SCHEMAS}=off to skip, or RAYLLM_RAY_CHECK=inprocess to see the full error"))

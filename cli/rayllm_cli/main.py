@@ -113,6 +113,8 @@ def validate(
     set_string: Optional[List[str]] = SetStrOpt,
     output: str = OutputOpt,
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
+    release: Optional[str] = typer.Option(None, "--release",
+                                          help="Release name of the install (it names the RayService; checked too)."),
 ) -> None:
     """Merge the chart defaults, -f files and --set like Helm, then check the schema and the cross-field rules."""
     output = _check_output(output)
@@ -120,7 +122,7 @@ def validate(
 
     files = values or []
     _debug(f"validate files={[str(f) for f in files]} set={set_} set_string={set_string}")
-    result = validate_values(files, set_ or [], set_string or [], strict=strict)
+    result = validate_values(files, set_ or [], set_string or [], strict=strict, release=release)
     _print_findings(result.findings, header=f"values {' + '.join(map(str, files)) or '(chart defaults)'}",
                     valid=result.valid, output=output)
     raise typer.Exit(EXIT_OK if result.valid else EXIT_INVALID)
@@ -316,10 +318,10 @@ def rules(output: str = OutputOpt) -> None:
     from .rules import RULES
 
     if output == "json":
-        print(json.dumps([{"id": r.id, "title": r.title} for r in RULES], indent=2))
+        print(json.dumps([{"id": r.id, "title": r.title, "in_template": r.in_template} for r in RULES], indent=2))
         return
     for r in RULES:
-        print(f"{r.id}  {r.title}")
+        print(f"{r.id}  {r.title}{'  (helm template checks it too)' if r.in_template else ''}")
 
 
 def entrypoint(argv: Optional[List[str]] = None) -> None:

@@ -47,6 +47,7 @@ from .checks_common import (
     NOTICE,
     WARNING,
     Finding,
+    manifest_finding,
     Manifest,
     ManifestParseError,
     duplicate_key_findings,
@@ -120,7 +121,7 @@ def check_rendered(rendered: str | Iterable[Any], *, kubernetes_version: str | N
         key = (obj.get("apiVersion", "").split("/")[0] if "/" in str(obj.get("apiVersion", ""))
                else "", obj.get("kind"), meta.get("namespace"), meta.get("name"))
         if key in names:
-            findings.append(Finding("metadata.name", f"duplicate object: also rendered by "
+            findings.append(manifest_finding("metadata.name", f"duplicate object: also rendered by "
                                     f"{names[key].source or 'another document'}", ERROR,
                                     "stream", f"{obj.get('kind')}/{meta.get('name')}",
                                     obj.source))

@@ -34,25 +34,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from . import yaml_helm
-from .errors import ERROR, WARNING, RayLLMError, UsageError, ValuesFinding
+from .errors import ERROR, WARNING, Finding, RayLLMError, UsageError, format_path
 
 PathT = Tuple[Union[str, int], ...]
 
 # origin kinds: a map merges with what is below it; anything else replaces it
 MAP = "map"
 OTHER = "other"
-
-
-def format_path(path: Sequence[Union[str, int]]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part and all(c.isalnum() or c in "_-" for c in part):
-            out += ("." if out else "") + part
-        else:
-            out += f'["{part}"]'
-    return out
 
 
 @dataclass
@@ -109,7 +97,7 @@ def _yaml_error(exc: yaml.YAMLError, text: str, name: str) -> RayLLMError:
         }[exc.kind]
         return YAMLInputRejected(
             message=f"{where}: {exc.message}", expected=expected, fix=fix,
-            findings=[ValuesFinding("yaml", ERROR, "", exc.message, expected=expected, fix=fix, origin=where)])
+            findings=[Finding("yaml", ERROR, "", exc.message, expected=expected, fix=fix, origin=where)])
     if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -119,7 +107,7 @@ def _yaml_error(exc: yaml.YAMLError, text: str, name: str) -> RayLLMError:
         expected = "printable text"
         fix = f"delete the character at line {line}, column {column} (or write it as an escape in a double-quoted string)"
         return RayLLMError(message=f"{where}: {message}", expected=expected, fix=fix,
-                           findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                           findings=[Finding("yaml", ERROR, "", message, expected=expected, fix=fix,
                                                    origin=where)])
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -130,7 +118,7 @@ def _yaml_error(exc: yaml.YAMLError, text: str, name: str) -> RayLLMError:
         expected = "one YAML document per values file"
         fix = "join them into one document or pass each with its own -f"
         return YAMLInputRejected(message=f"{where}: {message}", expected=expected, fix=fix,
-                                 findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                                 findings=[Finding("yaml", ERROR, "", message, expected=expected, fix=fix,
                                                          origin=where)])
     if mark is not None:
         where = f"{name}:{mark.line + 1}"
@@ -146,12 +134,12 @@ def _yaml_error(exc: yaml.YAMLError, text: str, name: str) -> RayLLMError:
             message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
             expected, fix = "valid YAML", f"fix the YAML at {where}"
         return RayLLMError(message=f"{where}: {message}", expected=expected, fix=fix,
-                           findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                           findings=[Finding("yaml", ERROR, "", message, expected=expected, fix=fix,
                                                    origin=where)])
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return RayLLMError(
         message=f"cannot read {name} as YAML: {first}", expected="a UTF-8 YAML file", fix="pass a values YAML file",
-        findings=[ValuesFinding("yaml", ERROR, "", f"not YAML: {first}", expected="a UTF-8 YAML file",
+        findings=[Finding("yaml", ERROR, "", f"not YAML: {first}", expected="a UTF-8 YAML file",
                                 fix="pass a values YAML file", origin=name)])
 
 
@@ -190,7 +178,7 @@ class _TrackedWalk:
     """
 
     def __init__(self, loader: Any, name: str, text: str, origins: Dict[PathT, Tuple[str, str]],
-                 problems: List[ValuesFinding]) -> None:
+                 problems: List[Finding]) -> None:
         self.loader = loader
         self.name = name
         self.origins = origins
@@ -209,7 +197,7 @@ class _TrackedWalk:
         if (id(node), kind) in self.judged:
             return
         self.judged.add((id(node), kind))
-        self.problems.append(ValuesFinding("yaml", severity, format_path(path), message, value, expected, fix,
+        self.problems.append(Finding("yaml", severity, format_path(path), message, value, expected, fix,
                                            f"{self.name}:{line}"))
 
     # ---- scalars
@@ -355,7 +343,7 @@ class _TrackedWalk:
 
 
 def load_yaml_tracked(text: str, name: str,
-                      _loader: Any = None) -> Tuple[Any, Dict[PathT, Tuple[str, str]], List[ValuesFinding]]:
+                      _loader: Any = None) -> Tuple[Any, Dict[PathT, Tuple[str, str]], List[Finding]]:
     """Parse one YAML document; return (data, origins, problems). Raises RayLLMError on syntax errors."""
     if _loader is None:
         fast = _fast_loader()
@@ -371,7 +359,7 @@ def load_yaml_tracked(text: str, name: str,
         loader = _loader(text)  # the pure-Python reader checks every character here
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, name) from None
-    problems: List[ValuesFinding] = []
+    problems: List[Finding] = []
     origins: Dict[PathT, Tuple[str, str]] = {}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the node tree is acyclic; collecting while it grows makes big files quadratic
@@ -400,7 +388,7 @@ def load_yaml_tracked(text: str, name: str,
     return data, origins, problems
 
 
-def load_values_file(path: Path) -> Tuple[Source, List[ValuesFinding]]:
+def load_values_file(path: Path) -> Tuple[Source, List[Finding]]:
     """Read one values file. Missing/unreadable file -> UsageError (exit 2); bad content -> RayLLMError (exit 1)."""
     name = str(path)
     limit = yaml_helm.max_values_file_bytes()
@@ -431,7 +419,7 @@ def load_values_file(path: Path) -> Tuple[Source, List[ValuesFinding]]:
         fix = ("split it into several -f files or remove generated bulk "
                "(RAYLLM_MAX_VALUES_MIB raises this tool's limit)")
         raise RayLLMError(message=f"{name}: {message}", expected=expected, fix=fix,
-                          findings=[ValuesFinding("yaml", ERROR, "", message, expected=expected, fix=fix,
+                          findings=[Finding("yaml", ERROR, "", message, expected=expected, fix=fix,
                                                   origin=name)])
     try:
         text = raw.decode("utf-8")
@@ -442,13 +430,13 @@ def load_values_file(path: Path) -> Tuple[Source, List[ValuesFinding]]:
         raise RayLLMError(
             message=f"{name} is {'UTF-16' if utf16 else 'not UTF-8'} text (byte {exc.start})",
             expected="a UTF-8 YAML file", fix=fix,
-            findings=[ValuesFinding("yaml", ERROR, "", what, expected="a UTF-8 YAML values file", fix=fix,
+            findings=[Finding("yaml", ERROR, "", what, expected="a UTF-8 YAML values file", fix=fix,
                                     origin=name)],
         ) from None
     if "\x00" in text:
         raise RayLLMError(
             message=f"{name} is a binary file", expected="a YAML file", fix="pass a values YAML file",
-            findings=[ValuesFinding("yaml", ERROR, "", "binary content (NUL bytes)", expected="a YAML values file",
+            findings=[Finding("yaml", ERROR, "", "binary content (NUL bytes)", expected="a YAML values file",
                                     fix="pass a values YAML file", origin=name)],
         )
     data, origins, problems = load_yaml_tracked(text, name)
@@ -459,7 +447,7 @@ def load_values_file(path: Path) -> Tuple[Source, List[ValuesFinding]]:
         raise RayLLMError(
             message=f"{name}: the top level is a {kind}", expected="a mapping of values keys",
             fix="make the file a YAML mapping (key: value)",
-            findings=[ValuesFinding("yaml", ERROR, "", f"top level of the file is a {kind}",
+            findings=[Finding("yaml", ERROR, "", f"top level of the file is a {kind}",
                                     value=None, expected="a mapping (key: value) at the top level",
                                     fix="make the file a YAML mapping", origin=f"{name}:1")],
         )
@@ -652,7 +640,7 @@ def apply_set(data: Dict[str, Any], expr: str, string_values: bool = False) -> L
 class Merged:
     values: Dict[str, Any]
     sources: List[Source]
-    problems: List[ValuesFinding]
+    problems: List[Finding]
 
     def origin(self, path: Sequence[Union[str, int]]) -> str:
         path = tuple(path)

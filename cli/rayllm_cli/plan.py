@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from .rules import _dict, _int, _num, gpus_per_replica, parallel, replica_bounds, tier_gpus
+from .rules.context import as_dict as _dict, as_int as _int, as_num as _num, gpus_per_replica, parallel, replica_bounds, tier_gpus
 
 GIB = 1024 ** 3
 

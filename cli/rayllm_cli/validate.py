@@ -35,24 +35,25 @@ def _quick_build() -> Iterator[None]:
 with _quick_build():
     from rayllm_schemas.values import ChartValues
 
-from .errors import ERROR, NOTICE, WARNING, RayLLMError, ValuesFinding
+from .errors import ERROR, NOTICE, WARNING, Finding, RayLLMError, format_path
 from .merge import Merged, merge_values
-from .rules import Context, _get, _redact, deprecated_key_finding, run_rules
+from .rules import Context, deprecated_key_finding, run_rules
+from .rules.context import get, redact
 
 
 @dataclass
 class Result:
-    findings: List[ValuesFinding] = field(default_factory=list)
+    findings: List[Finding] = field(default_factory=list)
     merged: Optional[Merged] = None
     model: Optional[ChartValues] = None
     strict: bool = False
 
     @property
-    def errors(self) -> List[ValuesFinding]:
+    def errors(self) -> List[Finding]:
         return [f for f in self.findings if f.severity == ERROR or (self.strict and f.severity == WARNING)]
 
     @property
-    def warnings(self) -> List[ValuesFinding]:
+    def warnings(self) -> List[Finding]:
         return [f for f in self.findings if f.severity == WARNING]
 
     @property
@@ -76,12 +77,12 @@ _TYPE_HINTS = {
 }
 
 
-def schema_findings(values: dict, ctx: Context) -> Tuple[List[ValuesFinding], Optional[ChartValues]]:
+def schema_findings(values: dict, ctx: Context) -> Tuple[List[Finding], Optional[ChartValues]]:
     try:
         with _quick_build():
             return [], ChartValues.model_validate(values)
     except ValidationError as exc:
-        out: List[ValuesFinding] = []
+        out: List[Finding] = []
         for err in exc.errors():
             loc = tuple(err.get("loc", ()))
             # union branches add type names to the location (e.g. "int", "str"); drop them
@@ -94,8 +95,6 @@ def schema_findings(values: dict, ctx: Context) -> Tuple[List[ValuesFinding], Op
                     out.append(dep)
                     continue
             msg = err.get("msg", "")
-            if not loc and msg.startswith("Value error, models."):
-                continue  # ChartValues._references: reported precisely by RL001 (tier/app) and below
             message, expected, fix = _split_message(msg)
             if etype == "extra_forbidden":
                 import difflib
@@ -107,10 +106,10 @@ def schema_findings(values: dict, ctx: Context) -> Tuple[List[ValuesFinding], Op
                 fix = f"did you mean {close[0]!r}?" if close else "remove it or fix its spelling"
             elif etype == "missing":
                 message, expected, fix = "required key is missing", _TYPE_HINTS[etype], f"add `{loc[-1]}`"
-            value = None if etype == "missing" else _redact(_get(values, loc), loc)
+            value = None if etype == "missing" else redact(get(values, loc), loc)
             if not fix:
-                expected, fix = _schema_hint(etype, msg, expected, _get(values, loc), loc)
-            out.append(ValuesFinding("schema", ERROR, _fmt(loc), message, value, expected, fix, ctx.origin(loc)))
+                expected, fix = _schema_hint(etype, msg, expected, get(values, loc), loc)
+            out.append(Finding("schema", ERROR, _fmt(loc), message, value, expected, fix, ctx.origin(loc)))
         return out, None
 
 
@@ -148,8 +147,6 @@ def _schema_hint(etype: str, msg: str, expected: str, got: Any, loc: Sequence[An
 
 
 def _fmt(loc: Sequence[Any]) -> str:
-    from .merge import format_path
-
     return format_path(loc)
 
 
@@ -205,7 +202,7 @@ def _known_keys(loc: Sequence[Any]) -> List[str]:
     return []
 
 
-def _dedupe(schema: List[ValuesFinding], rules: List[ValuesFinding]) -> List[ValuesFinding]:
+def _dedupe(schema: List[Finding], rules: List[Finding]) -> List[Finding]:
     """Drop schema value errors that a rule reports on the same subtree with a better message."""
     rule_paths = [r.path for r in rules if r.severity == ERROR]
     out = []
@@ -224,16 +221,18 @@ def validate_values(
     set_strings: Sequence[str] = (),
     strict: bool = False,
     chart: Optional[Path] = None,
+    release: Optional[str] = None,
 ) -> Result:
-    """Merge, check the schema, run the rules. Usage errors raise UsageError; unreadable input becomes findings."""
+    """Merge, check the schema, run the rules. Usage errors raise UsageError; unreadable input becomes findings.
+    ``release``: the Helm release name, when known (it names the RayService)."""
     try:
         merged = merge_values(files, sets, set_strings, chart=chart)
     except RayLLMError as exc:
         if exc.exit_code != 1:
             raise
-        return Result(findings=exc.findings or [ValuesFinding("yaml", ERROR, exc.path, exc.message, None,
+        return Result(findings=exc.findings or [Finding("yaml", ERROR, exc.path, exc.message, None,
                                                               exc.expected, exc.fix)], strict=strict)
-    ctx = Context(merged.values, merged)
+    ctx = Context(merged.values, merged, release)
     schema, model = schema_findings(merged.values, ctx)
     rule_findings = run_rules(ctx)
     findings = list(merged.problems) + _dedupe(schema, rule_findings) + rule_findings

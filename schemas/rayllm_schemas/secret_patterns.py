@@ -18,7 +18,7 @@ TOKEN_FORMATS: List[Tuple[str, str]] = [
     ("an AWS access key id", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[0-9A-Z]{16}\b"),
     ("a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
     ("a JSON Web Token", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-    ("a private key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
+    ("a PEM private key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
     ("a Google API key", r"\bAIza[0-9A-Za-z_-]{35}"),
     ("credentials in a URL", r"\b[a-z][a-z0-9+.-]*://[^/\s:@\"'{}]+:[^/\s@\"'{}]+@[^\s/\"']+"),
     ("a bearer token", r"\b[Bb]earer\s+[A-Za-z0-9._~+/-]{20,}=*"),

@@ -160,7 +160,10 @@ class PodPlacement(ChartModel):
     )
     ray_start_params: Dict[str, str] = Field(
         default_factory=dict,
-        description="Extra `ray start` flags (strings). The chart owns `num-gpus`, `resources` and `object-store-memory`.",
+        description=(
+            "Extra `ray start` flags (strings). The chart owns `num-cpus`, `num-gpus`, `memory`, `resources` and "
+            "`object-store-memory`: it declares each group's Ray resources in the group's `resources` field."
+        ),
     )
     pod_annotations: Dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
     pod_labels: Dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
@@ -250,19 +253,6 @@ class TierValues(PodPlacement):
         False, description="Workers run on spot/preemptible nodes: marks the group so cost reports and alerts can tell."
     )
 
-    @model_validator(mode="after")
-    def _replica_bounds(self) -> "TierValues":
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"got minReplicas={self.min_replicas} > maxReplicas={self.max_replicas}; "
-                "expected minReplicas <= maxReplicas; lower minReplicas or raise maxReplicas"
-            )
-        if self.replicas is not None and not self.min_replicas <= self.replicas <= self.max_replicas:
-            raise ValueError(
-                f"got replicas={self.replicas}; expected it between minReplicas={self.min_replicas} and "
-                f"maxReplicas={self.max_replicas}; fix replicas or leave it unset"
-            )
-        return self
 
 
 class SystemGroupValues(PodPlacement):
@@ -409,14 +399,6 @@ class AutoscalingConfig(OpenRaySectionModel):
     initial_replicas: Optional[int] = Field(None, ge=0, description="Replicas at deploy time.")
     target_ongoing_requests: Optional[float] = Field(None, gt=0, description="Ongoing requests per replica to aim for.")
 
-    @model_validator(mode="after")
-    def _bounds(self) -> "AutoscalingConfig":
-        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"got min_replicas={self.min_replicas} > max_replicas={self.max_replicas}; "
-                "expected min_replicas <= max_replicas; lower min_replicas or raise max_replicas"
-            )
-        return self
 
 
 class DeploymentConfig(OpenRaySectionModel):
@@ -441,27 +423,14 @@ class DeploymentConfig(OpenRaySectionModel):
         return value
 
     @model_validator(mode="after")
-    def _targets(self) -> "DeploymentConfig":
+    def _no_bundles(self) -> "DeploymentConfig":
         forbidden = {"placement_group_bundles", "placement_group_strategy"} & set(self.model_extra or {})
         if forbidden:
             raise ValueError(
                 f"got {sorted(forbidden)} in deployment_config; expected no hand-written bundles; "
                 "remove them: the chart derives the placement group from the tier"
             )
-        auto = self.autoscaling_config
-        if auto and auto.target_ongoing_requests and self.max_ongoing_requests:
-            if auto.target_ongoing_requests > self.max_ongoing_requests:
-                raise ValueError(
-                    f"got target_ongoing_requests={auto.target_ongoing_requests} > "
-                    f"max_ongoing_requests={self.max_ongoing_requests}; expected target <= max; "
-                    "lower target_ongoing_requests (replicas never see more than max_ongoing_requests)"
-                )
-        if auto is not None and self.num_replicas is not None:
-            raise ValueError(
-                "got both num_replicas and autoscaling_config; expected one; remove num_replicas to autoscale"
-            )
         return self
-
 
 class ModelValues(ChartModel):
     """One model served by Ray Serve LLM. Ray's sections are copied verbatim into its ConfigMap file."""
@@ -506,11 +475,6 @@ class ModelValues(ChartModel):
                 raise ValueError(
                     f"got engine_kwargs.{key}={val!r}; expected an integer >= 1; set it to the GPUs the engine spans"
                 )
-        if self.gpu_share < 1 and tp * pp != 1:
-            raise ValueError(
-                f"got gpuShare={self.gpu_share} with tensor x pipeline parallel = {tp * pp}; "
-                "expected gpuShare 1 for multi-GPU engines; set gpuShare: 1 or parallel sizes to 1"
-            )
         return self
 
     @property
@@ -697,32 +661,3 @@ class ChartValues(ChartModel):
                     f"got app name {name!r}; expected a DNS label (lowercase letters, digits, '-', <= 30 chars); rename it"
                 )
         return value
-
-    @model_validator(mode="after")
-    def _references(self) -> "ChartValues":
-        """Cross-references that one field alone cannot check (more in `ray-llm validate`)."""
-        problems: List[str] = []
-        enabled_tiers = {n for n, t in self.tiers.items() if not t.disabled}
-        enabled_apps = {n for n, a in self.llm_apps.items() if not a.disabled}
-        for name, model in self.models.items():
-            if model.disabled:
-                continue
-            if model.tier not in enabled_tiers:
-                problems.append(
-                    f"models.{name}.tier: got {model.tier!r}; expected one of the enabled tiers "
-                    f"{sorted(enabled_tiers)}; add or enable that tier or pick another"
-                )
-            if model.app not in enabled_apps:
-                problems.append(
-                    f"models.{name}.app: got {model.app!r}; expected one of the enabled llmApps "
-                    f"{sorted(enabled_apps)}; add that app under llmApps or pick another"
-                )
-            tier = self.tiers.get(model.tier)
-            if tier and model.accelerator_type and model.accelerator_type != tier.accelerator_type:
-                problems.append(
-                    f"models.{name}.accelerator_type: got {model.accelerator_type!r}; expected the tier's "
-                    f"{tier.accelerator_type!r}; remove it (the chart sets it from the tier)"
-                )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self

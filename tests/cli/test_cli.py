@@ -152,7 +152,7 @@ def test_lint_reads_stdin_once_for_validate_and_helm(tmp_path):
 
 
 def test_lint_says_when_the_checking_ray_is_not_the_pods_ray(tmp_path):
-    """Ray's verdicts hold for the Ray that gave them: lint notes a release line other than rayVersion."""
+    """Ray's verdicts hold for the Ray that gave them: lint warns of a release line other than rayVersion."""
     pytest.importorskip("ray.serve")
     from importlib import metadata
 
@@ -164,7 +164,8 @@ def test_lint_says_when_the_checking_ray_is_not_the_pods_ray(tmp_path):
         v["rayVersion"], v["image"] = version, {"tag": f"{version}-py311-cu128"}
         code, out, err = cli("lint", "-f", str(write(tmp_path, v, f"v{version}.yaml")), "-o", "json")
         assert code == 0, out + err
-        notes[version] = [n for n in json.loads(out)["notes"] if "pods run Ray" in n]
+        notes[version] = [f["message"] + " " + f["fix"] for f in json.loads(out)["findings"]
+                          if f["rule"] == "ray:version" and f["severity"] == "warning"]
     assert notes[here] == []
     assert len(notes[other]) == 1 and f"Ray {here} (installed here)" in notes[other][0]
     assert f"ray[serve,llm]=={other}" in notes[other][0]

@@ -102,7 +102,9 @@ def test_origins_point_at_file_and_line(tmp_path):
     assert merged.origin(("tiers", "small", "maxReplicas")) == "--set tiers.small.maxReplicas=7"
     assert merged.origin(("tiers", "small", "tolerations", 0, "key")).startswith(f"{b}:")
     assert merged.origin(("tiers", "small", "acceleratorType")) == f"{a}:3"
-    assert merged.origin(("image", "tag")).endswith("values.yaml:19")
+    chart_values = (Path(__file__).resolve().parents[2] / "charts/ray-llm/values.yaml").read_text().splitlines()
+    tag_line = next(i for i, line in enumerate(chart_values, 1) if line.startswith("  tag:"))
+    assert merged.origin(("image", "tag")).endswith(f"values.yaml:{tag_line}")  # the chart default's own line
 
 
 def test_rendered_chart_reflects_merged_values(helm, tmp_path):

@@ -16,7 +16,7 @@ def test_correct_values_have_no_findings(tmp_path):
 def test_rules_registry_lists_every_rule():
     from rayllm_cli.rules import RULES
 
-    assert [r.id for r in RULES] == [f"RL{i:03d}" for i in range(1, 13)]
+    assert [r.id for r in RULES] == [f"RL{i:03d}" for i in range(1, 18)]
 
 
 # ---------------------------------------------------------------- RL001
@@ -148,7 +148,7 @@ def test_rl006_unknown_engine_kwarg_with_suggestion(tmp_path):
 def test_rl006_shipped_list_matches_installed_vllm():
     import importlib.util
 
-    from rayllm_cli.rules import installed_engine_args, shipped_engine_args
+    from rayllm_cli.rules.engine import installed_engine_args, shipped_engine_args
 
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vllm not installed")
@@ -244,7 +244,7 @@ def test_rl010_bad_import_paths(tmp_path):
 
 
 def test_rl010_args_checked_with_app_builders(tmp_path):
-    from rayllm_cli.rules import app_builders
+    from rayllm_cli.rules.apps import app_builders
 
     if app_builders() is None:
         pytest.skip("rayllm_runtime.apps.APP_BUILDERS not importable here")

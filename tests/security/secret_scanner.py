@@ -25,17 +25,12 @@ from typing import Any, Iterator, List, Sequence, Tuple
 
 import yaml
 
+from rayllm_schemas.secret_patterns import TOKEN_FORMATS
+
+# The token formats the chart and `ray-llm validate` refuse (one list, rayllm_schemas.secret_patterns),
+# named without their article ("a GitHub token" -> "GitHub token").
 FORMATS: List[Tuple[str, "re.Pattern[str]"]] = [
-    ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{20,}")),
-    ("OpenAI-style API key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}")),
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})")),
-    ("JSON Web Token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
-    ("PEM private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
-    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
-    ("credentials in a URL", re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@\"'{}]+:[^/\s@\"'{}]+@[^\s/\"']+")),
-    ("bearer token", re.compile(r"\b[Bb]earer\s+[A-Za-z0-9._~+/-]{20,}=*")),
+    (re.sub(r"^(a|an) ", "", what), re.compile(pattern)) for what, pattern in TOKEN_FORMATS
 ]
 
 # Keys whose values are credentials when they hold a literal.

@@ -271,10 +271,11 @@ PLANTED = [
     ("models.qwen-0-5b.engine_kwargs.hf_token", RANDOM_PASSWORD, "refused", "models.qwen-0-5b.engine_kwargs"),
     ("rayService.annotations", {"example.com/deploy-token": SAMPLES["JSON Web Token"]}, "refused", "rayService"),
     ("serve.ingress.annotations", {"example.com/key": SAMPLES["PEM private key"]}, "refused", "serve"),
+    # The chart refuses every format the scanner knows (one list, rayllm_schemas.secret_patterns).
+    ("models.qwen-0-5b.model_loading_config.model_source", SAMPLES["credentials in a URL"], "refused", "models.qwen-0-5b"),
+    ("customApps.gateway.args.upstreams[0].headers", {"Authorization": SAMPLES["bearer token"]}, "refused", "customApps.gateway"),
     # What the chart lets through, the scanner must catch in the rendered output.
-    ("models.qwen-0-5b.model_loading_config.model_source", SAMPLES["credentials in a URL"], "caught", "ConfigMap/"),
     ("head.rayStartParams.redis-password", RANDOM_PASSWORD, "caught", "headGroupSpec.rayStartParams"),
-    ("customApps.gateway.args.upstreams[0].headers", {"Authorization": SAMPLES["bearer token"]}, "caught", "serveConfigV2.<parsed>"),
     ("customApps.gateway.args.webhook", {"auth_header": RANDOM_PASSWORD}, "caught", "serveConfigV2.<parsed>"),
 ]
 

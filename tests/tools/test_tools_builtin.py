@@ -65,7 +65,7 @@ def test_kubernetes_validate_catches_misspelled_service_field():
     svc["spec"]["ports"][0]["targetport"] = 8000
     res = validate_builtin([svc], backend="kubernetes-validate")
     assert sorted(f.path for f in res.errors) == ["spec.ports[0].targetport", "spec.selektor"]
-    assert all(f.check == "builtin:kubernetes-validate" and "unknown field" in f.message
+    assert all(f.rule == "builtin:kubernetes-validate" and "unknown field" in f.message
                for f in res.errors)
 
 
@@ -197,7 +197,7 @@ def test_object_size_limits():
 def test_check_rendered_combines_everything():
     report = check_rendered(RENDERED)
     assert report.builtin_backend in ("kubernetes-validate", "kubeconform")
-    assert [(f.check, f.source) for f in report.errors] == [
+    assert [(f.rule, f.origin) for f in report.errors] == [
         ("yaml", "ray-llm/templates/rayservice/rayservice.yaml")]
     assert "2 objects; 1 errors" in report.summary()
 
@@ -207,7 +207,7 @@ def test_cli_on_stdin():
                           input=RENDERED, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["ok"] is False and out["findings"][0]["check"] == "yaml"
+    assert out["ok"] is False and out["findings"][0]["rule"] == "yaml"
 
 
 CHART = REPO / "charts" / "ray-llm"

@@ -115,7 +115,7 @@ def test_misspelled_field_is_named_with_a_hint():
     (f,) = errors(rs)
     assert f.path == "spec.rayClusterConfig.headGroupSpec.rayStartParam"
     assert "unknown field" in f.message and "rayStartParams" in f.message
-    assert f.check == "crd" and f.obj == "RayService/llm"
+    assert f.rule == "crd" and f.obj == "RayService/llm"
 
 
 def test_typo_deep_in_pod_template_and_embedded_metadata():

@@ -39,7 +39,7 @@ def test_data_size_counts_values_like_the_api_server():
 def test_configmap_data_limit_is_an_error_at_one_byte_over():
     assert _data_errors(_cm({"k": "x" * DATA_SIZE_LIMIT})) == []
     (err,) = _data_errors(_cm({"k": "x" * (DATA_SIZE_LIMIT - 4), "l": "yyyyy"}))
-    assert "1,048,576" in err.message and err.check == "size" and err.obj == "ConfigMap/m"
+    assert "1,048,576" in err.message and err.rule == "size" and err.obj == "ConfigMap/m"
     # below etcd's 1.5 MiB request limit: only the data limit catches it
     big = _cm({"k": "x" * (DATA_SIZE_LIMIT + 1)})
     assert len(json.dumps(big)) < 1_572_864
@@ -66,7 +66,7 @@ def test_lint_fails_before_the_api_server_would(tmp_path, monkeypatch):
     assert code == 1 and not doc["valid"]
     errors = [f for f in doc["findings"] if f["severity"] == "error"]
     assert len(errors) == 1, errors
-    assert errors[0]["rule"] == "size" and "-models-qwen" in errors[0]["path"] and "1 MiB" in errors[0]["message"]
+    assert errors[0]["rule"] == "size" and "-models-qwen" in errors[0]["obj"] and "1 MiB" in errors[0]["message"]
     assert any("RAYLLM_RAY_SCHEMAS" in n for n in doc["notes"])
 
 

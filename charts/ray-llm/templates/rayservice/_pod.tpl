@@ -66,8 +66,8 @@ Pieces shared by the head and worker pod templates.
   valueFrom:
     secretKeyRef:
       name: {{ .secretName | quote }}
-      key: {{ default "token" .secretKey | quote }}
-      optional: {{ default false .optional }}
+      key: {{ .secretKey | quote }}
+      optional: {{ .optional }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -132,7 +132,7 @@ capabilities:
 
 {{/* ray-llm.runtime.mode: configMap or image. */}}
 {{- define "ray-llm.runtime.mode" -}}
-{{- default "configMap" (default dict .Values.runtimePackaging).mode -}}
+{{- .Values.runtimePackaging.mode -}}
 {{- end -}}
 
 {{/* ray-llm.runtime.fileKey: ConfigMap keys are flat; "a/b/c.py" becomes "a__b__c.py". */}}
