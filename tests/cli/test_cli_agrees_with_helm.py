@@ -74,6 +74,13 @@ BROKEN = [
     ("wrong-type", lambda v: _set(v, "tiers.small.gpusPerWorker", "two"), "gpusPerWorker"),
     # KubeRay's replica counts are int32: the API server would reject a larger one.
     ("int32-overflow", lambda v: _set(v, "tiers.small.maxReplicas", 3_000_000_000), "maxReplicas"),
+    # Ray's autoscaler cannot size a group without CPU and fails at start for the whole cluster.
+    ("tier-without-cpu", lambda v: _set(v, "tiers.small.resources", {"limits": {"memory": "8Gi"}}), "tiers.small.resources"),
+    # KubeRay refuses per-group idle timeouts unless the autoscaler is v2.
+    ("idle-timeout-on-v1", lambda v: _set(_set(v, "rayService.autoscalerOptions.version", "v1"),
+                                          "tiers.small.idleTimeoutSeconds", 30), "tiers.small.idleTimeoutSeconds"),
+    ("llm-app-without-route-or-gateway", lambda v: _set(v, "llmApps.chat", {}), "llmApps.chat"),
+    ("llm-app-behind-a-missing-gateway", lambda v: _set(v, "llmApps.chat", {"gateway": "nope"}), "llmApps.chat"),
 ]
 
 
@@ -111,3 +118,25 @@ def test_broken_values_fail_both(helm4, tmp_path, case):
     # Neither echoes an inline secret.
     for secret in ("abc123def456", "hunter2hunter2"):
         assert secret not in proc.stderr and secret not in out + err
+
+
+def test_release_names_kuberay_refuses_fail_both(helm4, tmp_path):
+    values = write(tmp_path, base())
+    proc = subprocess.run([str(helm4), "template", "1llm", str(CHART), "-f", str(values)],
+                          capture_output=True, text=True, timeout=120)
+    code, out, err = cli("validate", "-f", str(values), "--release", "1llm")
+    assert proc.returncode != 0 and "DNS-1035" in proc.stderr
+    assert code == 1 and "DNS-1035" in out + err
+    assert cli("validate", "-f", str(values), "--release", "llm")[0] == 0
+
+
+def test_the_template_states_exactly_the_rules_marked_for_it():
+    """One define per rule id the registry marks `in_template`, and no other (the id list the
+    template ranges over is generated from the registry)."""
+    import re
+
+    from rayllm_cli.rules import RULES
+
+    text = (CHART / "templates" / "_validate.tpl").read_text()
+    defined = set(re.findall(r'define "ray-llm\.validate\.(RL\d{3})"', text))
+    assert defined == {r.id for r in RULES if r.in_template}

@@ -99,7 +99,7 @@ Call with (dict "root" $ "entries" .Values.tiers "defaults" "ray-llm.defaults.ti
 {{- $defaults := include .defaults .root | fromJson -}}
 {{- $out := dict -}}
 {{- range $name, $e := (default dict .entries) -}}
-{{- if and $e (not $e.disabled) -}}
+{{- if and (kindIs "map" $e) (not $e.disabled) -}}
 {{- $full := deepCopy $e -}}
 {{- range $key, $value := $defaults -}}
 {{- if or (not (hasKey $full $key)) (kindIs "invalid" (index $full $key)) -}}
