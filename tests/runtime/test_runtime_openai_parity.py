@@ -417,8 +417,8 @@ class StubHandle:
 def gateway(tmp_path):
     from starlette.testclient import TestClient
 
-    from rayllm_runtime.gateway import GatewayCore
-    from rayllm_runtime.openai.router import build_fastapi_app
+    from rayllm_runtime.gateway_core import GatewayCore
+    from rayllm_runtime.openai.http_routes import build_fastapi_app
 
     (tmp_path / "keys").write_text(GOOD_KEY + "\n")
     handles = {

@@ -91,7 +91,7 @@ def test_colocated_model_allowed_shapes():
 
 def test_colocated_backend_streams_and_cancels():
     """The in-process backend: same dicts as the deployment, and cancel() aborts the engine."""
-    from rayllm_runtime.routing import ModelRouter
+    from rayllm_runtime.model_routing import ModelRouter
 
     args = GatewayArgs.model_validate(
         {"models": [{"model_id": "a", "engine": "fake", "colocated": True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+from pydantic import ValidationError
+
 from starlette.responses import JSONResponse
 
 _DEFAULT_TYPES = {
@@ -57,4 +59,15 @@ def internal_error(request_id: str) -> OpenAIHTTPError:
     # Deliberately generic: details stay in the server log under the request id.
     return OpenAIHTTPError(
         500, f"The server had an internal error while processing request {request_id}; retry or report the id."
+    )
+
+
+def describe_validation_error(exc: ValidationError) -> OpenAIHTTPError:
+    """First pydantic error as a 400 naming the field (never echoing input)."""
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("function-after",))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    where = f"field '{loc}'" if loc else "the request body"
+    return OpenAIHTTPError(
+        400, f"Invalid {where}: {message}. Fix the request body and retry.", param=loc or None
     )

@@ -29,7 +29,7 @@ from rayllm_runtime.openai.protocol import (
     new_id,
     now,
 )
-from rayllm_runtime.routing import LocalBackend, ModelRouter, ServeAppBackend, UpstreamBackend
+from rayllm_runtime.model_routing import LocalBackend, ModelRouter, ServeAppBackend, UpstreamBackend
 
 logger = logging.getLogger("rayllm.serving")
 

@@ -20,7 +20,7 @@ from typing import Any, Dict
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from rayllm_runtime.openai.errors import OpenAIHTTPError
+from rayllm_runtime.openai.errors import OpenAIHTTPError, describe_validation_error
 from rayllm_runtime.openai.protocol import (
     TranscriptionRequest,
     TranscriptionResponse,
@@ -28,7 +28,7 @@ from rayllm_runtime.openai.protocol import (
     TranscriptionVerboseResponse,
 )
 from rayllm_runtime.openai.serving import call_upstream, upstream_error, with_replica_retry
-from rayllm_runtime.routing import LocalBackend, ModelRouter, UpstreamBackend
+from rayllm_runtime.model_routing import LocalBackend, ModelRouter, UpstreamBackend
 
 logger = logging.getLogger("rayllm.transcription")
 
@@ -101,8 +101,6 @@ async def parse_form(content_type: str, body: bytes, on_model=None) -> Transcrip
     try:
         request = TranscriptionRequest.model_validate(fields)
     except ValidationError as exc:
-        from rayllm_runtime.gateway import describe_validation_error
-
         raise describe_validation_error(exc) from None
     return TranscriptionForm(request=request, audio=audio, content_type=content_type)
 

@@ -1,4 +1,5 @@
-"""FastAPI routes of the gateway (built per replica around a GatewayCore)."""
+"""The gateway's HTTP surface: OpenAI's routes on a FastAPI app built around one GatewayCore
+(per Serve replica, by rayllm_runtime.gateway; directly in tests)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rayllm_runtime.openai.errors import OpenAIHTTPError
 from rayllm_runtime.openai.protocol import ChatCompletionRequest, CompletionRequest
 
 if TYPE_CHECKING:
-    from rayllm_runtime.gateway import GatewayCore
+    from rayllm_runtime.gateway_core import GatewayCore
 
 logger = logging.getLogger("rayllm.router")
 
