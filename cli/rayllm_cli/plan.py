@@ -130,12 +130,43 @@ def build_plan(values: Dict[str, Any]) -> Dict[str, Any]:
             "gpus_at_min": gmin, "gpus_at_max": gmax, "workers_needed_at_min": w_min, "workers_needed_at_max": w_max,
             "capacity_ok_at_min": w_min <= max_workers, "capacity_ok_at_max": w_max <= max_workers, "models": rows,
         })
-    return {"tiers": out_tiers, "assumptions": [
+    return {"tiers": out_tiers, "idle_floor": idle_floor(values, out_tiers), "assumptions": [
         "weights = parameters x bytes per parameter (fp32 4, bf16/fp16 2, fp8/int8 1, int4/awq/gptq 0.5)",
         "usable GPU memory = GPU GiB x gpu_memory_utilization (default 0.9) x tensor x pipeline parallel (x gpuShare)",
         "KV cache per token estimated as 0.5 MiB per 7B parameters (no architecture known; GQA models need less)",
         "workers needed = GPUs / gpusPerWorker, rounded up (fractional GPUs assumed to pack perfectly)",
     ]}
+
+
+def idle_floor(values: Dict[str, Any], tiers: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """What stays up with no traffic: GPU nodes (and their GPUs) held when every model sits at its
+    min_replicas, and why; where the CPU-only replicas sit."""
+    from .rules import Context
+    from .rules.placement import cpu_only_replicas, cpu_only_target
+
+    reasons: List[str] = []
+    nodes = gpus = 0
+    for t in tiers:
+        if t["disabled"]:
+            continue
+        held = max(t["min_workers"], t["workers_needed_at_min"])
+        if not held:
+            continue
+        nodes += held
+        gpus += held * t["gpus_per_worker"]
+        why = [f"{r['model']} min_replicas {r['min_replicas']}" for r in t["models"] if r["min_replicas"] > 0]
+        if t["min_workers"] >= t["workers_needed_at_min"] and t["min_workers"]:
+            why.insert(0, f"tier minReplicas {t['min_workers']}")
+        reasons.append(f"tier {t['tier']}: {held} node(s) of {t['gpus_per_worker']} x {t['accelerator']} "
+                       f"({'; '.join(why)})")
+    ctx = Context(values)
+    target, _cpus = cpu_only_target(ctx)
+    unpinned = [p for p, asks, pinned in cpu_only_replicas(ctx) if not pinned and asks > 0]
+    cpu_only = f"pinned to {target}: they hold no GPU node"
+    if unpinned:
+        cpu_only = (f"{len(unpinned)} CPU-only replica(s) set placement resources of their own and ask CPUs "
+                    "(ray-llm validate RL014 says where they can land)")
+    return {"gpu_nodes": nodes, "gpus": gpus, "reasons": reasons, "cpu_only_replicas": cpu_only}
 
 
 def _fmt(x: Optional[float], unit: str = "") -> str:
@@ -171,6 +202,12 @@ def render_plan_text(plan: Dict[str, Any]) -> str:
                 f"{_fmt(f['parameters_b'], 'B'):>7} {_fmt(f.get('weights_gib'), 'Gi'):>8} {_fmt(f.get('usable_gib'), 'Gi'):>8} "
                 f"{_fmt(f.get('kv_cache_gib'), 'Gi'):>8} {seq_txt:>12}  {f['verdict']}")
         lines.append("")
+    floor = plan["idle_floor"]
+    lines.append(f"idle floor (no traffic, every model at its min_replicas): {floor['gpu_nodes']} GPU node(s), "
+                 f"{floor['gpus']} GPU(s)")
+    lines += [f"  - {r}" for r in floor["reasons"]] or ["  - every tier and every model scales to zero"]
+    lines.append(f"  - CPU-only replicas (ingresses, CPU-engine models): {floor['cpu_only_replicas']}")
+    lines.append("")
     lines.append("assumptions:")
     lines += [f"  - {a}" for a in plan["assumptions"]]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ PACKED = REPO / "charts" / "ray-llm" / "files" / "rayllm_runtime"
 #: (testing.py) and running a serveConfigV2 on a local Ray (local_run.py, used by
 #: ``ray-llm run`` from the installed package). Left out of the ConfigMap, whose
 #: every byte counts against the 256 KiB that client-side ``kubectl apply`` allows.
-WORKSTATION_ONLY = frozenset({Path("testing.py"), Path("local_run.py")})
+WORKSTATION_ONLY = frozenset({Path("testing.py"), Path("local_deploy.py")})
 
 
 def source_files(root: Path = SOURCE) -> List[Path]:

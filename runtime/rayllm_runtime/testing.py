@@ -39,7 +39,7 @@ _SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assist
 def build_tiny_model(
     path: Union[str, os.PathLike],
     *,
-    hidden_size: int = 32,
+    hidden_size: int = 128,
     num_layers: int = 2,
     num_heads: int = 4,
     vocab_size: int = 512,
@@ -49,7 +49,8 @@ def build_tiny_model(
     """Write a tiny Llama-architecture model + tokenizer to ``path``; return it.
 
     Idempotent: an existing ``config.json`` under path is reused.
-    Pass hidden_size/num_heads giving a head dim of 64 for vLLM on GPU.
+    The default head size (hidden_size / num_heads = 32) is one vLLM's CPU attention kernels
+    accept (they refuse odd sizes such as 8 or 12); on a GPU any of 64/128 works too.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -186,6 +186,17 @@ def test_plan_prod_table_and_json():
     xl = tiers["xlarge"]["models"][0]
     assert xl["fit"]["engine_gpus"] == 2 and xl["fit"]["gpu_memory_gib"] == 80
     assert tiers["medium"]["gpus_at_min"] == 1 and tiers["medium"]["workers_needed_at_max"] == 8
+    # idle, prod holds one L4 by design (falcon3-7b keeps a warm replica); CPU-only replicas hold none
+    floor = doc["idle_floor"]
+    assert (floor["gpu_nodes"], floor["gpus"]) == (1, 1)
+    assert floor["reasons"] == ["tier medium: 1 node(s) of 1 x L4 (falcon3-7b min_replicas 1)"]
+    assert "pinned to the head" in floor["cpu_only_replicas"]
+
+
+def test_plan_idle_floor_is_zero_when_everything_scales_to_zero():
+    code, out, _ = cli("plan", "-f", str(PROD), "--set", "models.falcon3-7b.deployment_config.autoscaling_config.min_replicas=0")
+    assert code == 0
+    assert "idle floor (no traffic, every model at its min_replicas): 0 GPU node(s), 0 GPU(s)" in out
 
 
 def test_plan_flags_a_model_that_does_not_fit(tmp_path):

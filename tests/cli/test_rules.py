@@ -1,4 +1,4 @@
-"""Issue 3: every cross-field rule fires on a broken file and stays quiet on a correct one."""
+"""Every cross-field rule fires on a broken file and stays quiet on a correct one."""
 
 from __future__ import annotations
 
@@ -312,3 +312,66 @@ def test_strict_turns_warnings_into_errors(tmp_path):
     path = write(tmp_path, v)
     assert cli("validate", "-f", str(path))[0] == 0
     assert cli("validate", "-f", str(path), "--strict")[0] == 1
+
+
+# ---------------------------------------------------------------- RL013 .. RL017
+
+
+def _gateway(**args) -> dict:
+    return {"import_path": "rayllm_runtime.apps:build_gateway", "route_prefix": "/gw", "args": args}
+
+
+def test_rl013_warns_when_a_gateway_forwards_to_a_route_anyone_can_call(tmp_path):
+    v = base()
+    v["customApps"] = {"gw": _gateway(upstreams=[{"model_ids": ["qwen-0.5b"], "base_url": "http://127.0.0.1:8000/chat"}])}
+    found = rule_hits(findings(tmp_path, v), "RL013", "warning")
+    assert [f["path"] for f in found] == ["customApps.gw.args.upstreams[0].base_url"]
+    assert "llmApps.chat.gateway: gw" in found[0]["fix"]
+    # behind the gateway instead: no route of its own, no warning (and the gateway's args gain the model)
+    v["llmApps"]["chat"] = {"gateway": "gw"}
+    v["customApps"]["gw"]["args"] = {}
+    assert findings(tmp_path, v) == []
+
+
+def test_rl014_a_cpu_only_replica_needs_a_cpu_node(tmp_path):
+    v = base()
+    v["head"] = {"numCpus": 0}  # replicas off the head, as prod does
+    v["customApps"] = {"gw": _gateway(models=[{"model_id": "echo", "engine": "fake"}])}
+    found = rule_hits(findings(tmp_path, v), "RL014", "error")
+    # a CPU-engine model asks Serve's default 1 CPU; pinned to a head that offers none, it never starts
+    assert [f["path"] for f in found] == ["customApps.gw.args.models[0].deployment.ray_actor_options.num_cpus"]
+    assert "systemGroup" in found[0]["fix"]
+    v["systemGroup"] = {"enabled": True}
+    assert rule_hits(findings(tmp_path, v), "RL014") == []
+    # its own placement resources: it may then land on a GPU tier only, holding that node up
+    del v["systemGroup"]
+    v["customApps"]["gw"]["args"]["models"][0]["deployment"] = {"ray_actor_options": {"resources": {"x": 1}}}
+    found = rule_hits(findings(tmp_path, v), "RL014", "error")
+    assert len(found) == 1 and "only land on a GPU tier" in found[0]["message"]
+
+
+def test_rl015_groups_carry_cpu_and_memory(tmp_path):
+    v = base()
+    v["tiers"]["small"]["resources"] = {"requests": {"memory": "8Gi"}}
+    found = rule_hits(findings(tmp_path, v), "RL015", "error")
+    assert [f["path"] for f in found] == ["tiers.small.resources"] and "cpu" in found[0]["message"]
+    v["tiers"]["small"]["resources"] = {"limits": {"cpu": "4", "memory": "8Gi"}}
+    assert rule_hits(findings(tmp_path, v), "RL015") == []
+
+
+def test_rl016_per_group_idle_timeout_needs_autoscaler_v2(tmp_path):
+    v = base()
+    v["tiers"]["small"]["idleTimeoutSeconds"] = 30
+    assert rule_hits(findings(tmp_path, v), "RL016") == []  # v2 is the default
+    v["rayService"] = {"autoscalerOptions": {"version": "v1"}}
+    found = rule_hits(findings(tmp_path, v), "RL016", "error")
+    assert [f["path"] for f in found] == ["tiers.small.idleTimeoutSeconds"]
+
+
+def test_rl017_release_and_fullname_override(tmp_path):
+    v = base()
+    assert rule_hits(findings(tmp_path, v, "--release", "9lives"), "RL017", "error")
+    assert rule_hits(findings(tmp_path, v, "--release", "lives"), "RL017") == []
+    v["fullnameOverride"] = "Bad_Name"
+    found = rule_hits(findings(tmp_path, v), "RL017", "error")
+    assert [f["path"] for f in found] == ["fullnameOverride"]

