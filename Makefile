@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The pods' Ray is the judge: the tests run on exactly the Ray of the chart's default
 # rayVersion (read from charts/ray-llm/values.yaml), so what they accept the pods accept.
-RAY_VERSION := $(shell sed -n 's/^rayVersion: "\(.*\)"$$/\1/p' charts/ray-llm/values.yaml)
+# (values.yaml is generated: the version may be written with or without quotes)
+RAY_VERSION := $(shell sed -n 's/^rayVersion: *"\{0,1\}\([0-9][0-9.]*\)"\{0,1\} *$$/\1/p' charts/ray-llm/values.yaml)
 # The CPU build of torch (installed first so nothing pulls a CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 # checkov (tests/security/test_checkov.py) lives in a venv of its own: its pins clash with Ray's.
