@@ -249,8 +249,9 @@ def upgrade_peak(new: Release, change: Dict[str, Any]) -> Optional[Dict[str, Any
     if change["change"] == "new cluster, incrementally":
         surge = int(opts.get("maxSurgePercent", 100))
         for entry in pools.values():
+            per_node = entry["gpus"] // max(1, entry["nodes"])
             entry["nodes"] = math.ceil(entry["nodes"] * surge / 100)
-            entry["gpus"] = entry["nodes"] * (entry["gpus"] // max(1, entry["nodes"] or 1))
+            entry["gpus"] = entry["nodes"] * per_node
         total = sum(e["gpus"] for e in pools.values())
         note = (f"the new cluster grows by stepSizePercent {opts.get('stepSizePercent')}% of the capacity every "
                 f"{opts.get('intervalSeconds')} s, at most maxSurgePercent {surge}% beyond it, while traffic moves "

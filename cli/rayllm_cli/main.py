@@ -190,7 +190,7 @@ def plan(
     errors = [f.to_dict() for f in result.errors]
     if output == "json":
         print(json.dumps({"valid": result.valid, "tiers": the_plan["tiers"], "idle_floor": the_plan["idle_floor"],
-                          "assumptions": the_plan["assumptions"], "errors": errors}, indent=2, default=str))
+                          "model_cache": the_plan["model_cache"], "assumptions": the_plan["assumptions"], "errors": errors}, indent=2, default=str))
     else:
         print(render_plan_text(the_plan))
         if errors:
@@ -255,6 +255,10 @@ def run_command(
     secret: Optional[List[str]] = typer.Option(None, "--secret",
                                                help="SECRET_NAME=PATH: files that stand in for a Secret the pods mount "
                                                     "(e.g. the gateway's API keys), laid out at its mountPath (repeatable)."),
+    model_cache: Optional[Path] = typer.Option(
+        None, "--model-cache",
+        help="Local directory that stands in for the model cache volume (modelCache.mountPath): model sources on "
+             "the volume load from here (e.g. weights the pre-pull Job's layout, <dir>/<org>/<name>)."),
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to lay out the mounted files (default: a temp dir, removed at exit)."),
     once: bool = typer.Option(False, "--once", help="Deploy, send one chat completion per model, print it, shut down."),
     release: str = typer.Option("llm", "--release", help="Release name for helm template."),
@@ -274,7 +278,7 @@ def run_command(
     raise typer.Exit(run_local(values or [], set_ or [], set_string or [], host=host, port=port,
                                model_overrides=overrides, model_source=model_source, gpu=gpu, num_cpus=num_cpus,
                                workdir=workdir, once=once, release=release, say=say,
-                               deploy_timeout_s=deploy_timeout, secrets=secrets))
+                               deploy_timeout_s=deploy_timeout, secrets=secrets, model_cache=model_cache))
 
 
 def _atomic_write(path: Path, text: str) -> None:

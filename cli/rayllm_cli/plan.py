@@ -130,12 +130,59 @@ def build_plan(values: Dict[str, Any]) -> Dict[str, Any]:
             "gpus_at_min": gmin, "gpus_at_max": gmax, "workers_needed_at_min": w_min, "workers_needed_at_max": w_max,
             "capacity_ok_at_min": w_min <= max_workers, "capacity_ok_at_max": w_max <= max_workers, "models": rows,
         })
-    return {"tiers": out_tiers, "idle_floor": idle_floor(values, out_tiers), "assumptions": [
+    return {"tiers": out_tiers, "idle_floor": idle_floor(values, out_tiers), "model_cache": model_cache_disk(values),
+            "assumptions": [
         "weights = parameters x bytes per parameter (fp32 4, bf16/fp16 2, fp8/int8 1, int4/awq/gptq 0.5)",
         "usable GPU memory = GPU GiB x gpu_memory_utilization (default 0.9) x tensor x pipeline parallel (x gpuShare)",
         "KV cache per token estimated as 0.5 MiB per 7B parameters (no architecture known; GQA models need less)",
         "workers needed = GPUs / gpusPerWorker, rounded up (fractional GPUs assumed to pack perfectly)",
+        "model cache: weights on disk = parameters x bytes per parameter of the checkpoint (2 unless the "
+        "engine_kwargs name a quantization), plus 10% for tokenizer and config files",
     ]}
+
+
+_QUANTITY = re.compile(r"^([0-9.]+)([EPTGMK]i?|[eptgmk]|m)?$")
+_UNITS = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Ki": 2 ** 10,
+          "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60, "m": 1e-3}
+
+
+def quantity_gib(text: Any) -> Optional[float]:
+    """A Kubernetes storage quantity ("200Gi", "1T") in GiB; None when it cannot be read."""
+    match = _QUANTITY.match(str(text).strip())
+    if not match:
+        return None
+    return float(match.group(1)) * _UNITS.get(match.group(2) or "", 1) / 2 ** 30
+
+
+def model_cache_disk(values: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The disk the model cache needs: the checkpoints of the models that load from it, against
+    the claim's size (None when the cache is off)."""
+    from .rules import Context
+    from .rules.serving import cache_source, uses_cache
+
+    cache = _dict(values.get("modelCache"))
+    if cache.get("enabled") is not True:
+        return None
+    ctx = Context(values)
+    rows, total, unknown = [], 0.0, []
+    for name, m in ctx.models().items():
+        if not uses_cache(ctx, m):
+            continue
+        params, _src = infer_params_b(m)
+        q = str(_dict(m.get("engine_kwargs")).get("quantization") or "").lower()
+        bpp = BYTES_PER_PARAM.get(q, 2.0)
+        gib = round(params * 1e9 * bpp * 1.1 / 2 ** 30, 1) if params else None
+        if gib is None:
+            unknown.append(name)
+        else:
+            total += gib
+        rows.append({"model": name, "source": cache_source(m), "pre_pulled": m.get("cached") is True,
+                     "parameters_b": params, "disk_gib": gib})
+    claim = cache.get("existingClaim") or ""
+    size = None if claim else quantity_gib(cache.get("size", "200Gi"))
+    return {"claim": f"claim {claim}" if claim else "claim made by the chart", "size_gib": None if size is None else round(size, 1),
+            "needed_gib": round(total, 1), "models": rows, "unknown_size": unknown,
+            "fits": None if size is None else total <= size}
 
 
 def idle_floor(values: Dict[str, Any], tiers: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -208,6 +255,18 @@ def render_plan_text(plan: Dict[str, Any]) -> str:
     lines += [f"  - {r}" for r in floor["reasons"]] or ["  - every tier and every model scales to zero"]
     lines.append(f"  - CPU-only replicas (ingresses, CPU-engine models): {floor['cpu_only_replicas']}")
     lines.append("")
+    cache = plan.get("model_cache")
+    if cache:
+        size = "?" if cache["size_gib"] is None else f"{cache['size_gib']:g} GiB"
+        verdict = {True: "fits", False: "TOO SMALL", None: "size of the existing claim not known here"}[cache["fits"]]
+        lines.append(f"model cache ({cache['claim']}, {size}): needs about {cache['needed_gib']:g} GiB: {verdict}")
+        for r in cache["models"]:
+            how = "pre-pulled" if r["pre_pulled"] else "placed on the volume by you"
+            disk = "?" if r["disk_gib"] is None else f"{r['disk_gib']:g} GiB"
+            lines.append(f"  - {r['model']}: {r['source']} ({how}): {disk}")
+        if cache["unknown_size"]:
+            lines.append(f"  - size unknown for {', '.join(cache['unknown_size'])}: set parameterCountBillions")
+        lines.append("")
     lines.append("assumptions:")
     lines += [f"  - {a}" for a in plan["assumptions"]]
     return "\n".join(lines)

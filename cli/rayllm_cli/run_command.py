@@ -189,9 +189,22 @@ def _cached(repo_id: str) -> bool:
         return False
 
 
+def model_cache_mount(docs: Sequence[dict]) -> Optional[str]:
+    """The mountPath of the model cache volume in the rendered worker groups (None when none mounts it)."""
+    cluster = (_rayservice(docs).get("spec") or {}).get("rayClusterConfig") or {}
+    for group in cluster.get("workerGroupSpecs") or []:
+        for container in ((group.get("template") or {}).get("spec") or {}).get("containers") or []:
+            for mount in container.get("volumeMounts") or []:
+                if mount.get("name") == "model-cache":
+                    return str(mount["mountPath"]).rstrip("/")
+    return None
+
+
 def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str, str], mode: str,
-                  hub_reachable: Callable[[], bool] = _hub_reachable) -> List[ModelChoice]:
-    """Decide, per model id, which weights the CPU engine loads."""
+                  hub_reachable: Callable[[], bool] = _hub_reachable,
+                  volumes: Optional[Mapping[str, Path]] = None) -> List[ModelChoice]:
+    """Decide, per model id, which weights the CPU engine loads. ``volumes`` maps a pod path (the
+    model cache's mountPath) to the local directory that stands in for it."""
     choices: List[ModelChoice] = []
     reachable: Optional[bool] = None
     for _app, model_id, source in models:
@@ -200,6 +213,15 @@ def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str
             continue
         if mode == "tiny":
             choices.append(ModelChoice(model_id, "", "--model-source tiny"))
+            continue
+        on_volume = next(((pod, local) for pod, local in (volumes or {}).items()
+                          if isinstance(source, str) and source.startswith(pod + "/")), None)
+        if on_volume:
+            local = on_volume[1] / source[len(on_volume[0]) + 1:]
+            if local.is_dir():
+                choices.append(ModelChoice(model_id, str(local), f"the model cache: {source} is {local} here"))
+            else:
+                choices.append(ModelChoice(model_id, "", f"{source} is not in the model cache directory ({local})"))
             continue
         if isinstance(source, str) and (Path(source).is_dir() or _cached(source)):
             choices.append(ModelChoice(model_id, source, "local" if Path(source).is_dir() else "Hugging Face cache"))
@@ -272,7 +294,8 @@ def _port_free(host: str, port: int) -> bool:
 def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, host: str, port: int,
               model_overrides: Mapping[str, str], model_source: str, gpu: Optional[bool], num_cpus: Optional[int],
               workdir: Optional[Path], once: bool, release: str, say: Callable[[str], None],
-              deploy_timeout_s: Optional[float] = None, secrets: Optional[Mapping[str, Path]] = None) -> int:
+              deploy_timeout_s: Optional[float] = None, secrets: Optional[Mapping[str, Path]] = None,
+              model_cache: Optional[Path] = None) -> int:
     """The whole ``ray-llm run``; returns the exit code."""
     from .helm_run import HelmRender
     from .machine_fit import Machine, check_secret_mount, fit_to_machine
@@ -284,6 +307,9 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
         raise UsageError(f"got --port {port}, which is in use on {host}; pick a free port with --port")
     for name, path in (secrets or {}).items():
         check_secret_mount(name, Path(path))
+    if model_cache is not None and not Path(model_cache).is_dir():
+        raise UsageError(f"got --model-cache {model_cache}, which is not a directory; expected the local copy of the "
+                         "model cache volume (<dir>/<org>/<name> per cached model)")
     try:
         import ray  # noqa: F401
         from ray import serve  # noqa: F401
@@ -320,8 +346,16 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
         weights = dict(model_overrides)
         models = openai_models(layout.serve_config, root)
         own, _guarded = gateway_models(layout.serve_config)
+        volumes: Dict[str, Path] = {}
+        if model_cache is not None:
+            mount = model_cache_mount(docs)
+            if mount is None:
+                raise UsageError("got --model-cache, but no worker group of this release mounts the model cache "
+                                 "(modelCache.enabled and a model with cached: true or a model_source on it)")
+            volumes[mount] = Path(model_cache).resolve()
+            say(f"model cache: {mount} is {volumes[mount]} here")
         if not machine.gpu:
-            choices = choose_models(models, model_overrides, model_source)
+            choices = choose_models(models, model_overrides, model_source, volumes=volumes)
             if any(not c.source for c in choices):
                 tiny = _build_tiny(root)
                 for c in choices:
@@ -356,6 +390,8 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
                     continue
                 url = served.base_url + ("/" + routes[name].strip("/")).rstrip("/")
                 say(f"app {name}: {url}/v1  (OpenAI-compatible)")
+            if served.ray_address:
+                say(f"local Ray: {served.ray_address} (ray status --address {served.ray_address})")
             say(f"ready: {served.base_url}")
             if once:
                 _probe(served.base_url, fitted.serve_config, routes, models, say)

@@ -288,6 +288,14 @@ class UpstreamConfig(RuntimeConfigModel):
         default=None,
         description="Base URL without /v1, e.g. http://127.0.0.1:8000/llm for an app with route_prefix /llm.",
     )
+    lora_adapters: bool = Field(
+        default=False,
+        description=(
+            "The upstream app's LLMServer serves LoRA adapters (Ray's lora_config): a request for "
+            "`<model_id>:<adapter>` goes to it with Serve's multiplexed model id set to that name, as Ray's own "
+            "OpenAI ingress sends it. Only with `app`."
+        ),
+    )
     timeout_s: float = Field(default=600.0, gt=0, description="Total timeout of one forwarded request.")
     api_key_env: Optional[str] = Field(
         default=None, description="Environment variable holding a bearer key to send upstream (never logged)."
@@ -310,6 +318,11 @@ class UpstreamConfig(RuntimeConfigModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> "UpstreamConfig":
+        if self.lora_adapters and self.app is None:
+            raise ValueError(
+                "got lora_adapters with base_url; expected it only with `app` (an upstream over HTTP receives the "
+                "request body as it is, adapter name included); remove lora_adapters"
+            )
         if (self.app is None) == (self.base_url is None):
             raise ValueError(
                 f"got app={self.app!r} and base_url={self.base_url!r}; expected exactly one of them; set `app` "

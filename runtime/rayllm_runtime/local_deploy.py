@@ -53,6 +53,8 @@ class LocalDeployResult:
     base_url: str
     applications: List[str] = field(default_factory=list)
     notices: List[str] = field(default_factory=list)
+    #: GCS address of the Ray started here ("" when it joined one), for `ray status --address`
+    ray_address: str = ""
     replaced: Dict[str, List[str]] = field(default_factory=dict)
 
 
@@ -201,15 +203,17 @@ def run_serve_config(
     base = Path(base_dir) if base_dir else Path.cwd()
     result = LocalDeployResult(base_url=f"http://{host}:{port}")
     fallback = dict(transformers_fallback or {})
+    ray_address = ""
 
     # Ray first: building Ray Serve LLM's apps starts a default Ray when none is up, which would
     # lack the CPUs and placement resources sized here.
     if not ray.is_initialized():
         # address="local": always a Ray of our own, sized and given the placement resources here;
         # a plain ray.init() would join a Ray someone started on this machine (`ray start`).
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=True, resources=dict(ray_resources) if ray_resources else None)
+        context = ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                           log_to_driver=True, resources=dict(ray_resources) if ray_resources else None)
         _started_ray = True
+        ray_address = str(getattr(context, "address_info", {}).get("gcs_address") or "")
 
     # Build (and validate) everything before deploying anything.
     built = []
@@ -237,6 +241,7 @@ def run_serve_config(
         # serve._run(_blocking=False) submits without waiting (serve.run waits with no bound).
         serve_run(app, _blocking=False, name=name, route_prefix=route_prefix)
         result.applications.append(name)
+    result.ray_address = ray_address
     wait_running(result.applications, deploy_timeout_s)
     logger.info("serving %s at %s", result.applications, result.base_url)
     return result

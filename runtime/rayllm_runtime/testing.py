@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 # A Jinja chat template in the style of many instruct models; the assistant
 # turn is opened when add_generation_prompt is set.
@@ -107,6 +107,47 @@ def build_tiny_model(
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
+    return out
+
+
+def build_tiny_lora(
+    path: Union[str, os.PathLike],
+    base: Union[str, os.PathLike],
+    *,
+    rank: int = 8,
+    target_modules: Sequence[str] = ("q_proj", "v_proj"),
+    seed: int = 1,
+) -> Path:
+    """Write a PEFT-format LoRA adapter for the tiny model at ``base`` to ``path``; return it.
+
+    Random A and B matrices on ``target_modules`` of every layer (B non-zero, so the adapter
+    really changes the outputs): what vLLM's ``load_lora_adapter`` reads, without peft.
+    """
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads((Path(base) / "config.json").read_text())
+    hidden, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
+    heads, kv_heads = int(config["num_attention_heads"]), int(config.get("num_key_value_heads") or config["num_attention_heads"])
+    head_dim = hidden // heads
+    out_features = {"q_proj": hidden, "k_proj": kv_heads * head_dim, "v_proj": kv_heads * head_dim, "o_proj": hidden}
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(layers):
+        for module in target_modules:
+            prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+            tensors[f"{prefix}.lora_A.weight"] = torch.randn(rank, hidden, generator=generator) * 0.1
+            tensors[f"{prefix}.lora_B.weight"] = torch.randn(out_features[module], rank, generator=generator) * 0.1
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": 2 * rank, "lora_dropout": 0.0,
+        "bias": "none", "target_modules": list(target_modules), "base_model_name_or_path": str(base),
+        "fan_in_fan_out": False, "inference_mode": True, "modules_to_save": None,
+    }, indent=2))
     return out
 
 

@@ -129,7 +129,7 @@ def render_generated_template() -> str:
         "generation). Each define holds JSON.",
         "- ray-llm.defaults.<entry>: the defaults of one entry of a map keyed by name;",
         "  `ray-llm.entries.enabled` fills the keys an entry leaves out;",
-        "- ray-llm.constants.*: the secret patterns and the template's rule ids.",
+        "- ray-llm.constants.*: the secret patterns, value patterns the rules share and the template's rule ids.",
         "*/}}",
     ]
     for _key, name, class_name in MAP_ENTRY_DEFAULTS:
@@ -139,6 +139,10 @@ def render_generated_template() -> str:
         "envName": secret_patterns.SECRETISH_ENV_NAME,
         "pointerName": secret_patterns.SECRET_POINTER_NAME,
         "keyInJson": secret_patterns.SECRETISH_KEY_IN_JSON,
+    })
+    lines += define("ray-llm.constants.patterns", {
+        "hubId": values_module.HUB_ID_PATTERN,
+        "loraUri": values_module.LORA_URI_PATTERN,
     })
     lines += define("ray-llm.constants.templateRules", template_rule_ids())
     return "\n".join(lines) + "\n"

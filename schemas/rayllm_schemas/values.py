@@ -50,6 +50,12 @@ PLACEMENT_SLIVER = 0.001
 SYSTEM_GROUP_NAME = "system"
 # Kubernetes int32 fields (replica counts, seconds) top out here.
 INT32_MAX = 2**31 - 1
+# The URI schemes Ray Serve LLM loads LoRA adapters from (LoraConfig refuses any other).
+LORA_URI_PATTERN = r"^(s3|gs|abfss|azure)://[^/]+(/.*)?$"
+# The LoRA ranks vLLM accepts for max_lora_rank.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# A Hugging Face repo id (org/name or name), as the pre-pull Job downloads it.
+HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 
 Quantity = Union[int, float, str]
 
@@ -130,15 +136,56 @@ class AutoscalerOptions(ChartModel):
     )
 
 
+INCREMENTAL_UPGRADE = "NewClusterWithIncrementalUpgrade"
+
+
+class IncrementalUpgradeValues(ChartModel):
+    """KubeRay's `clusterUpgradeOptions` for `upgradeStrategy: NewClusterWithIncrementalUpgrade`.
+
+    The new cluster grows in steps while the old one shrinks, so an upgrade needs at most
+    `maxSurgePercent` of the serving capacity on top, instead of a second full cluster. Traffic
+    moves through a Gateway API Gateway (`<rayservice>-gateway`) and HTTPRoute that KubeRay makes.
+    """
+
+    gateway_class_name: str = Field(
+        "",
+        description=(
+            "GatewayClass of the Gateway KubeRay creates for the traffic split (e.g. `istio`, `eg` for Envoy "
+            "Gateway, `gke-l7-rilb`). Required with the incremental strategy: the cluster needs the Gateway API "
+            "CRDs and a controller for this class."
+        ),
+    )
+    step_size_percent: int = Field(
+        25, ge=1, le=100, description="Share of traffic moved to the new cluster at each step (at most maxSurgePercent)."
+    )
+    interval_seconds: int = Field(60, ge=1, le=INT32_MAX, description="Seconds between two traffic steps.")
+    max_surge_percent: int = Field(
+        25,
+        ge=1,
+        le=100,
+        description=(
+            "Capacity the new cluster may add beyond 100% at a time (KubeRay's own default is 100, a full "
+            "second cluster; 25 caps an upgrade's extra GPUs at about a quarter of the serving ones)."
+        ),
+    )
+
+
 class RayServiceValues(ChartModel):
     """Settings of the RayService object itself."""
 
-    upgrade_strategy: Literal["NewCluster", "None"] = Field(
+    upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
         "NewCluster",
         description=(
-            "`spec.upgradeStrategy.type`: `NewCluster` rolls a new RayCluster on cluster-spec changes "
-            "(zero downtime, needs spare capacity); `None` never does."
+            "`spec.upgradeStrategy.type`: `NewCluster` starts a whole new RayCluster on cluster-spec changes and "
+            "switches traffic when its apps run (zero downtime, needs capacity for both at once); "
+            "`NewClusterWithIncrementalUpgrade` grows the new cluster in steps while the old one shrinks "
+            "(KubeRay >= 1.5 with its RayServiceIncrementalUpgrade gate, default on from 1.7; needs the Gateway API "
+            "and `incrementalUpgrade`); `None` never replaces the cluster (cluster-spec changes are not applied)."
         ),
+    )
+    incremental_upgrade: IncrementalUpgradeValues = Field(
+        default_factory=IncrementalUpgradeValues,
+        description="Settings of the incremental strategy (`spec.upgradeStrategy.clusterUpgradeOptions`).",
     )
     enable_in_tree_autoscaling: bool = Field(
         True, description="Run KubeRay's autoscaler so tiers scale between minReplicas and maxReplicas (and from zero)."
@@ -252,6 +299,14 @@ class TierValues(PodPlacement):
     spot: bool = Field(
         False, description="Workers run on spot/preemptible nodes: marks the group so cost reports and alerts can tell."
     )
+    model_cache: bool = Field(
+        True,
+        description=(
+            "Mount the model cache volume (`modelCache`) on this tier's workers when a model placed here loads from "
+            "it. `false` keeps it off (e.g. a node pool where the volume cannot attach); a cached model may then "
+            "not be placed here (checked by `ray-llm validate`)."
+        ),
+    )
 
 
 
@@ -279,6 +334,91 @@ class SystemGroupValues(PodPlacement):
         ),
         description="System worker container cpu/memory requests and limits (no GPU).",
     )
+
+
+# --------------------------------------------------------------------------
+# Model weights cache
+# --------------------------------------------------------------------------
+
+
+class PrePullValues(ChartModel):
+    """A Job that downloads the cached models' weights into the cache volume."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Render the pre-pull Job (`<release>-prepull-<hash>`: a new name whenever the list of cached models "
+            "changes, so an upgrade starts a new Job instead of editing an immutable one)."
+        ),
+    )
+    image: str = Field(
+        "", description="Image of the download container; empty uses the Ray image (it has `huggingface_hub`)."
+    )
+    ignore_patterns: List[str] = Field(
+        default_factory=lambda: ["original/*"],
+        description="Files not to download (glob patterns), e.g. the duplicate `original/` checkpoints of Llama repos.",
+    )
+    backoff_limit: int = Field(3, ge=0, le=100, description="Retries of the Job's pod before it is marked failed.")
+    active_deadline_seconds: Optional[int] = Field(
+        None, ge=1, le=INT32_MAX, description="Give up after this many seconds (unset: no deadline)."
+    )
+    ttl_seconds_after_finished: Optional[int] = Field(
+        None,
+        ge=0,
+        le=INT32_MAX,
+        description=(
+            "Delete the finished Job after this many seconds. Unset keeps it: GitOps tools (Argo CD, Flux) would "
+            "otherwise see it missing and run it again."
+        ),
+    )
+    resources: ContainerResources = Field(
+        default_factory=lambda: ContainerResources(
+            requests=ResourceList(cpu="1", memory="2Gi"), limits=ResourceList(cpu="2", memory="4Gi")
+        ),
+        description="Requests and limits of the download container.",
+    )
+    node_selector: Dict[str, str] = Field(default_factory=dict, description="nodeSelector of the Job's pod.")
+    tolerations: List[Dict[str, Any]] = Field(default_factory=list, description="Tolerations of the Job's pod.")
+
+
+class ModelCacheValues(ChartModel):
+    """A volume of model weights shared by the workers, so a replica (even one scaled from zero) loads
+    from local disk instead of the Hugging Face Hub."""
+
+    enabled: bool = Field(False, description="Use a model cache volume.")
+    existing_claim: str = Field(
+        "", description="Name of an existing PersistentVolumeClaim to use; empty makes one (`<release>-model-cache`)."
+    )
+    size: str = Field("200Gi", pattern=QUANTITY_PATTERN, description="Size of the claim the chart makes.")
+    storage_class_name: Optional[str] = Field(
+        None,
+        description=(
+            "StorageClass of the claim the chart makes (a ReadWriteMany class such as EFS, Filestore or "
+            "Azure Files); unset uses the cluster's default class."
+        ),
+    )
+    access_modes: List[Literal["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod"]] = Field(
+        default_factory=lambda: ["ReadWriteMany"],
+        min_length=1,
+        description=(
+            "Access modes of the claim the chart makes. Workers of several nodes mount it at once, so "
+            "ReadWriteMany; ReadWriteOnce only works while every worker shares one node."
+        ),
+    )
+    mount_path: str = Field(
+        "/models",
+        pattern=r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$",
+        description=(
+            "Where the workers (read-only) and the pre-pull Job see the volume. A cached model's weights are at "
+            "`<mountPath>/<Hub id>`; a model_source under this path loads from the volume."
+        ),
+    )
+    keep_on_uninstall: bool = Field(
+        True,
+        description="Annotate the claim the chart makes with `helm.sh/resource-policy: keep` (the weights survive "
+        "`helm uninstall`).",
+    )
+    pre_pull: PrePullValues = Field(default_factory=PrePullValues, description="The Job that fills the cache.")
 
 
 # --------------------------------------------------------------------------
@@ -391,6 +531,49 @@ class ModelLoadingConfig(RaySectionModel):
     tokenizer_source: Optional[str] = Field(None, description="Tokenizer source when it differs from model_source.")
 
 
+class LoraValues(ChartModel):
+    """Multi-LoRA serving of one base model: Ray Serve LLM's `lora_config` and the vLLM switches it needs."""
+
+    dynamic_lora_loading_path: str = Field(
+        ...,
+        pattern=LORA_URI_PATTERN,
+        description=(
+            "Bucket folder holding one sub-folder per adapter (`adapter_config.json` + weights), e.g. "
+            "`s3://my-bucket/loras/qwen-7b`. Ray Serve LLM loads only from s3://, gs://, abfss:// or azure://; "
+            "requests name an adapter as `model: <model_id>:<adapter folder>`."
+        ),
+    )
+    max_adapters_per_replica: int = Field(
+        16, ge=1, le=1024, description="Adapters one replica keeps loaded (Ray's max_num_adapters_per_replica; LRU)."
+    )
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] = Field(
+        16, description="Largest adapter rank the engine accepts (vLLM `max_lora_rank`; memory grows with it)."
+    )
+    max_loras_per_batch: int = Field(
+        4, ge=1, le=1024, description="Adapters active in one batch on the GPU (vLLM `max_loras`)."
+    )
+    download_timeout_s: Optional[float] = Field(
+        None, gt=0, description="Seconds one adapter download may take (Ray's default: 30)."
+    )
+
+
+class RequestRouterConfig(OpenRaySectionModel):
+    """Ray Serve's `request_router_config`: how handles pick the replica of this model for a request."""
+
+    request_router_class: str = Field(
+        ...,
+        pattern=IMPORT_PATH_PATTERN,
+        description=(
+            "Import path of the router, e.g. `ray.serve.llm.request_router:PrefixCacheAffinityRouter` (requests "
+            "that share a prompt prefix go to the replica that has it cached). Serve's default is power of two "
+            "choices."
+        ),
+    )
+    request_router_kwargs: Dict[str, Any] = Field(
+        default_factory=dict, description="Arguments of the router's initialize_state (JSON values)."
+    )
+
+
 class AutoscalingConfig(OpenRaySectionModel):
     """Ray Serve's `autoscaling_config` (the keys the chart checks; others pass to Ray)."""
 
@@ -410,6 +593,9 @@ class DeploymentConfig(OpenRaySectionModel):
     ray_actor_options: Optional[Dict[str, Any]] = Field(
         None,
         description="Replica actor options (num_cpus, memory, ...). Ray merges them into bundle 0 only; tier pinning is derived.",
+    )
+    request_router_config: Optional[RequestRouterConfig] = Field(
+        None, description="Ray Serve request router of the model's replicas (checked by `ray-llm validate`)."
     )
 
     @field_validator("ray_actor_options")
@@ -449,6 +635,18 @@ class ModelValues(ChartModel):
     parameter_count_billions: Optional[float] = Field(
         None, gt=0, description="Model size in billions of parameters, for `ray-llm plan` (inferred from the name when unset)."
     )
+    cached: bool = Field(
+        False,
+        description=(
+            "Load the weights from the model cache volume: the chart renders model_source as "
+            "`<modelCache.mountPath>/<model_source>` (a Hub id, which the pre-pull Job downloads there) and mounts "
+            "the volume on the model's tier."
+        ),
+    )
+    lora: Optional[LoraValues] = Field(
+        None,
+        description="Serve LoRA adapters of this model (renders Ray's lora_config and vLLM's enable_lora, max_lora_rank, max_loras).",
+    )
     # Ray LLMConfig sections (snake_case, verbatim)
     model_loading_config: ModelLoadingConfig = Field(..., alias="model_loading_config", description="Ray's model_loading_config.")
     engine_kwargs: Dict[str, Any] = Field(alias="engine_kwargs", default_factory=dict, description="vLLM engine arguments, verbatim.")
@@ -457,7 +655,9 @@ class ModelValues(ChartModel):
         default_factory=dict,
         description="Ray runtime_env for the replica; secrets via the chart's secretKeyRef env, never inline.",
     )
-    lora_config: Optional[Dict[str, Any]] = Field(None, alias="lora_config", description="Ray's lora_config (multi-LoRA serving).")
+    lora_config: Optional[Dict[str, Any]] = Field(
+        None, alias="lora_config", description="Ray's lora_config, verbatim (prefer `lora`, which also sets the engine switches)."
+    )
     accelerator_type: Optional[str] = Field(
         None, alias="accelerator_type", description="Ray accelerator type; must equal the tier's (the chart sets it from the tier when unset)."
     )
@@ -602,6 +802,9 @@ class ChartValues(ChartModel):
     )
     system_group: SystemGroupValues = Field(
         default_factory=SystemGroupValues, description="Optional CPU worker group for CPU-only replicas."
+    )
+    model_cache: ModelCacheValues = Field(
+        default_factory=ModelCacheValues, description="Shared volume of model weights, filled by a pre-pull Job."
     )
     serve: ServeValues = Field(default_factory=ServeValues, description="Ray Serve settings.")
     runtime_packaging: RuntimePackaging = Field(default_factory=RuntimePackaging, description="Runtime delivery.")

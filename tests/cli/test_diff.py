@@ -114,3 +114,21 @@ def test_trouble_exits_2(tmp_path):
     bad = write(tmp_path, {"tiers": {"small": {"gpusPerWorker": "two"}}}, "bad.yaml")
     code, _, err = cli("diff", str(PROD), str(bad))
     assert code == 2 and "gpusPerWorker" in err
+
+
+def test_incremental_strategy_peak_is_capped_by_max_surge(tmp_path):
+    """Under NewClusterWithIncrementalUpgrade the new cluster grows at most maxSurgePercent beyond the
+    serving capacity at a time: the peak counts that share of the nodes, not a second full cluster."""
+    scenario = REPO / "charts" / "ray-llm" / "ci" / "incremental-upgrade-values.yaml"
+    bump = write(tmp_path, {"tiers": {"medium": {"minReplicas": 4, "resources": {
+        "requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "12", "memory": "32Gi"}}}}}, "b.yaml")
+    floor = write(tmp_path, {"tiers": {"medium": {"minReplicas": 4}}}, "a.yaml")
+    code, out, err = cli("diff", str(floor), str(bump), "--base", str(scenario), "-o", "json")
+    report = json.loads(out)
+    assert code == 1 and report["cluster"]["change"] == "new cluster, incrementally"
+    assert any("limits.cpu" in why for why in report["cluster"]["why"])
+    # 4 medium nodes serve; a 25% surge needs 1 more at a time, not 4
+    assert report["upgrade_peak"]["pools"]["medium"] == {"nodes": 1, "gpus": 1, "node_pool": "(any node)"}
+    code, out, _ = cli("diff", str(floor), str(bump), "--base", str(scenario), "--set",
+                       "rayService.upgradeStrategy=NewCluster", "-o", "json")
+    assert json.loads(out)["upgrade_peak"]["pools"]["medium"]["nodes"] == 4

@@ -16,7 +16,7 @@ def test_correct_values_have_no_findings(tmp_path):
 def test_rules_registry_lists_every_rule():
     from rayllm_cli.rules import RULES
 
-    assert [r.id for r in RULES] == [f"RL{i:03d}" for i in range(1, 18)]
+    assert [r.id for r in RULES] == [f"RL{i:03d}" for i in range(1, 22)]
 
 
 # ---------------------------------------------------------------- RL001

@@ -4,13 +4,13 @@ patterns) and the CLI's rule registry: do not edit (CI fails when it differs fro
 generation). Each define holds JSON.
 - ray-llm.defaults.<entry>: the defaults of one entry of a map keyed by name;
   `ray-llm.entries.enabled` fills the keys an entry leaves out;
-- ray-llm.constants.*: the secret patterns and the template's rule ids.
+- ray-llm.constants.*: the secret patterns, value patterns the rules share and the template's rule ids.
 */}}
 {{- define "ray-llm.defaults.tier" -}}
-{"affinity":{},"disabled":false,"env":[],"gpuResourceName":"nvidia.com/gpu","gpusPerWorker":1,"maxReplicas":1,"minReplicas":0,"nodeSelector":{},"podAnnotations":{},"podLabels":{},"pytorchCudaAllocConf":"expandable_segments:True","rayStartParams":{},"resources":{"limits":{"cpu":"8","memory":"32Gi"},"requests":{"cpu":"4","memory":"16Gi"}},"spot":false,"tolerations":[]}
+{"affinity":{},"disabled":false,"env":[],"gpuResourceName":"nvidia.com/gpu","gpusPerWorker":1,"maxReplicas":1,"minReplicas":0,"modelCache":true,"nodeSelector":{},"podAnnotations":{},"podLabels":{},"pytorchCudaAllocConf":"expandable_segments:True","rayStartParams":{},"resources":{"limits":{"cpu":"8","memory":"32Gi"},"requests":{"cpu":"4","memory":"16Gi"}},"spot":false,"tolerations":[]}
 {{- end -}}
 {{- define "ray-llm.defaults.model" -}}
-{"deployment_config":{},"disabled":false,"engine_kwargs":{},"gpuShare":1.0,"runtime_env":{}}
+{"cached":false,"deployment_config":{},"disabled":false,"engine_kwargs":{},"gpuShare":1.0,"runtime_env":{}}
 {{- end -}}
 {{- define "ray-llm.defaults.llmApp" -}}
 {"disabled":false}
@@ -21,6 +21,9 @@ generation). Each define holds JSON.
 {{- define "ray-llm.constants.secrets" -}}
 {"envName":"(?i)(^|_)(token|secret|password|passwd|api_?key|access_?key|private_?key|credentials?)(_|$)","keyInJson":"\"[^\"]*(?i:token|secret|password|passwd|api_?keys?|access_?key|private_?key|credentials?)\":(\"[^\"]|\\[\")","pointerName":"(?i)_(path|file|dir|name)$","tokenFormats":[["a Hugging Face token","\\bhf_[A-Za-z0-9]{20,}"],["an OpenAI-style API key","\\bsk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}"],["a GitHub token","\\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"],["an AWS access key id","\\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[0-9A-Z]{16}\\b"],["a Slack token","\\bxox[abposr]-[A-Za-z0-9-]{10,}"],["a JSON Web Token","\\beyJ[A-Za-z0-9_-]{8,}\\.eyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]{8,}"],["a PEM private key","-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"],["a Google API key","\\bAIza[0-9A-Za-z_-]{35}"],["credentials in a URL","\\b[a-z][a-z0-9+.-]*://[^/\\s:@\\\"'{}]+:[^/\\s@\\\"'{}]+@[^\\s/\\\"']+"],["a bearer token","\\b[Bb]earer\\s+[A-Za-z0-9._~+/-]{20,}=*"]]}
 {{- end -}}
+{{- define "ray-llm.constants.patterns" -}}
+{"hubId":"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$","loraUri":"^(s3|gs|abfss|azure)://[^/]+(/.*)?$"}
+{{- end -}}
 {{- define "ray-llm.constants.templateRules" -}}
-["RL001","RL003","RL009","RL011","RL015","RL016","RL017"]
+["RL001","RL003","RL009","RL011","RL015","RL016","RL017","RL018","RL019","RL020"]
 {{- end -}}

@@ -142,13 +142,27 @@ Call with (dict "root" $ "name" $name "model" $m).
 {{- /* the engine spans workers: pack where possible, across nodes where not */ -}}
 {{- $strategy = "PACK" -}}
 {{- end -}}
-{{- $cfg := dict "model_loading_config" $m.model_loading_config "accelerator_type" $tier.acceleratorType -}}
+{{- $loading := deepCopy $m.model_loading_config -}}
+{{- if $m.cached -}}
+{{- /* the weights the pre-pull Job put on the cache volume (rayllm_runtime.model_cache) */ -}}
+{{- $_ := set $loading "model_source" (printf "%s/%s" (trimSuffix "/" .root.Values.modelCache.mountPath) (include "ray-llm.modelCache.source" $m)) -}}
+{{- end -}}
+{{- $cfg := dict "model_loading_config" $loading "accelerator_type" $tier.acceleratorType -}}
 {{- $_ := set $cfg "placement_group_config" (dict "bundle_per_worker" $bundle "strategy" $strategy) -}}
 {{- range $key := list "engine_kwargs" "deployment_config" "runtime_env" "lora_config" "llm_engine" "log_engine_metrics" "experimental_configs" "callback_config" -}}
 {{- $val := index $m $key -}}
 {{- if or $val (kindIs "bool" $val) -}}
-{{- $_ := set $cfg $key $val -}}
+{{- $_ := set $cfg $key (deepCopy $val) -}}
 {{- end -}}
+{{- end -}}
+{{- with $m.lora -}}
+{{- /* Ray loads adapters per request (model "<id>:<adapter>"); vLLM needs LoRA switched on and
+sized for them: Ray sets none of these engine arguments itself. Explicit engine_kwargs win. */ -}}
+{{- $lora := dict "dynamic_lora_loading_path" .dynamicLoraLoadingPath "max_num_adapters_per_replica" (int .maxAdaptersPerReplica) -}}
+{{- if not (kindIs "invalid" .downloadTimeoutS) -}}{{- $_ := set $lora "download_timeout_s" .downloadTimeoutS -}}{{- end -}}
+{{- $_ := set $cfg "lora_config" $lora -}}
+{{- $switches := dict "enable_lora" true "max_lora_rank" (int .maxLoraRank) "max_loras" (min (int .maxLorasPerBatch) (int .maxAdaptersPerReplica)) "max_cpu_loras" (int .maxAdaptersPerReplica) -}}
+{{- $_ := set $cfg "engine_kwargs" (merge (default dict (index $cfg "engine_kwargs")) $switches) -}}
 {{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}

@@ -180,3 +180,67 @@ systemGroup.idleTimeoutSeconds: got a per-group idle timeout with autoscaler {{ 
 release name: got RayService name {{ $fullname | quote }} (release {{ .Release.Name | quote }}); expected a DNS-1035 label (lowercase letters, digits and '-', starting with a letter), which KubeRay requires of a RayService name; install under a name that starts with a letter, or set fullnameOverride
 {{- end }}
 {{- end -}}
+
+{{/* RL018: the incremental upgrade strategy is fully configured (KubeRay's ValidateClusterUpgradeOptions),
+and no Ingress points at the serve Service KubeRay does not keep in that mode. */}}
+{{- define "ray-llm.validate.RL018" -}}
+{{- $rs := .Values.rayService -}}
+{{- if eq (toString $rs.upgradeStrategy) "NewClusterWithIncrementalUpgrade" }}
+{{- $opts := $rs.incrementalUpgrade }}
+{{- if not $opts.gatewayClassName }}
+rayService.incrementalUpgrade.gatewayClassName: got no gateway class for upgradeStrategy NewClusterWithIncrementalUpgrade; expected the name of a GatewayClass in the cluster, since KubeRay refuses the RayService without one; set it (kubectl get gatewayclass) or use upgradeStrategy: NewCluster
+{{- end }}
+{{- if eq (toString $rs.enableInTreeAutoscaling) "false" }}
+rayService.enableInTreeAutoscaling: got false with upgradeStrategy NewClusterWithIncrementalUpgrade; expected true, since KubeRay refuses the RayService without the autoscaler; set it to true or use upgradeStrategy: NewCluster
+{{- end }}
+{{- if gt (int $opts.stepSizePercent) (int $opts.maxSurgePercent) }}
+rayService.incrementalUpgrade.stepSizePercent: got {{ $opts.stepSizePercent }}, beyond maxSurgePercent {{ $opts.maxSurgePercent }}; expected stepSizePercent <= maxSurgePercent, since KubeRay refuses the RayService otherwise; lower stepSizePercent or raise maxSurgePercent
+{{- end }}
+{{- if .Values.serve.ingress.enabled }}
+serve.ingress.enabled: got an Ingress with upgradeStrategy NewClusterWithIncrementalUpgrade; expected none, since KubeRay then serves through the Gateway {{ include "ray-llm.names.rayService" . }}-gateway and each cluster's own serve Service, so the Ingress backend would not exist; reach Serve through that Gateway or use upgradeStrategy: NewCluster
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* RL019: a model that loads from the model cache has the volume (enabled, on its tier, a Hub id to pre-pull). */}}
+{{- define "ray-llm.validate.RL019" -}}
+{{- $root := . -}}
+{{- $cache := .Values.modelCache -}}
+{{- $tiers := default dict .Values.tiers -}}
+{{- range $name, $m := (include "ray-llm.models.enabled" . | fromJson) }}
+{{- if include "ray-llm.modelCache.uses" (dict "root" $root "model" $m) }}
+{{- $where := ternary "cached" "model_loading_config.model_source" (eq (toString $m.cached) "true") }}
+{{- if not $cache.enabled }}
+models.{{ $name }}.{{ $where }}: got weights from the model cache ({{ trimSuffix "/" $cache.mountPath }}) with modelCache disabled; expected modelCache.enabled: true, since no pod mounts that path otherwise; enable modelCache or load from the Hub
+{{- else }}
+{{- $t := index $tiers (toString $m.tier) }}
+{{- if and (kindIs "map" $t) (eq (toString $t.modelCache) "false") }}
+models.{{ $name }}.tier: got tier {{ toString $m.tier | quote }}, which opts out of the model cache volume (modelCache: false); expected a tier that mounts it; place the model elsewhere or remove that opt-out
+{{- end }}
+{{- if and $m.cached (not (regexMatch (include "ray-llm.constants.patterns" $root | fromJson).hubId (include "ray-llm.modelCache.source" $m))) }}
+models.{{ $name }}.model_loading_config.model_source: got {{ include "ray-llm.modelCache.source" $m | quote }} for a cached model; expected a Hugging Face id, which the pre-pull Job downloads; set the Hub id or drop cached
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* RL020: LoRA adapters are configured in one place, with the engine switches vLLM needs. */}}
+{{- define "ray-llm.validate.RL020" -}}
+{{- range $name, $m := (include "ray-llm.models.enabled" . | fromJson) }}
+{{- if and $m.lora $m.lora_config }}
+models.{{ $name }}.lora_config: got both lora and lora_config; expected one, since lora renders Ray's lora_config itself; remove lora_config
+{{- else if $m.lora }}
+{{- if eq (toString (index $m.engine_kwargs "enable_lora")) "false" }}
+models.{{ $name }}.engine_kwargs.enable_lora: got false beside lora; expected it unset or true, since every adapter request fails otherwise; remove it
+{{- end }}
+{{- else if $m.lora_config }}
+{{- if not (regexMatch (include "ray-llm.constants.patterns" $ | fromJson).loraUri (toString $m.lora_config.dynamic_lora_loading_path)) }}
+models.{{ $name }}.lora_config.dynamic_lora_loading_path: got {{ toString $m.lora_config.dynamic_lora_loading_path | quote }}; expected an s3://, gs://, abfss:// or azure:// URI, the only places Ray Serve LLM loads adapters from; upload the adapters to a bucket
+{{- end }}
+{{- if ne (toString (index $m.engine_kwargs "enable_lora")) "true" }}
+models.{{ $name }}.engine_kwargs.enable_lora: got Ray's lora_config without vLLM's enable_lora: true; expected it set, since Ray sets no engine switch itself; use lora instead of lora_config, or set enable_lora, max_lora_rank and max_loras
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}

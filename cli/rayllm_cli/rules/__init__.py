@@ -26,12 +26,18 @@ RL014  placement     CPU-only replicas land on the head or the system group, nev
 RL015  placement     every Ray group carries CPU and memory
 RL016  kuberay       per-group idleTimeoutSeconds runs on autoscaler v2
 RL017  kuberay       the RayService name KubeRay derives from the release is valid
+RL018  kuberay       the incremental upgrade strategy is fully configured
+RL019  serving       a model that loads from the model cache has the volume
+RL020  serving       LoRA adapters are configured in one place, with vLLM's switches
+RL021  serving       a request router Ray ships gets only the arguments it takes
 =====  ============  ================================================================
 """
 
 from __future__ import annotations
 
-from . import apps, bounds, engine, kuberay, placement, references, routes, runtime_env, secrets, versions  # noqa: F401  (registers)
+from . import (  # noqa: F401  (importing a module registers its rules)
+    apps, bounds, engine, kuberay, placement, references, routes, runtime_env, secrets, serving, versions,
+)
 from .context import Context
 from .registry import RULES, Rule, rule, run_rules
 from .versions import deprecated_key_finding

@@ -2,6 +2,8 @@
 
 RL016: per-group idleTimeoutSeconds needs autoscaler v2 (validation.go validateWorkerGroupIdleTimeout).
 RL017: the RayService name (from the release name) is a DNS-1035 label (validation.go ValidateRayServiceMetadata).
+RL018: NewClusterWithIncrementalUpgrade has its gateway class, the autoscaler and step <= surge
+       (validation.go ValidateClusterUpgradeOptions), and no Ingress to a serve Service KubeRay drops.
 """
 
 from __future__ import annotations
@@ -66,3 +68,48 @@ def rule_release_name(ctx: Context) -> Iterator[Finding]:
         else:
             yield Finding(rule="RL017", severity=ERROR, path="", message=message, value=name, expected=expected,
                           fix=fix, origin=f"--release {release}")
+
+
+INCREMENTAL = "NewClusterWithIncrementalUpgrade"
+
+
+@rule("RL018", "the incremental upgrade strategy is fully configured", in_template=True)
+def rule_incremental_upgrade(ctx: Context) -> Iterator[Finding]:
+    """KubeRay's ValidateClusterUpgradeOptions (it refuses the whole RayService otherwise), and the
+    chart's Ingress, which points at a serve Service KubeRay does not keep in this mode."""
+    rs = ctx.section("rayService")
+    if rs.get("upgradeStrategy") != INCREMENTAL:
+        return
+    opts = rs.get("incrementalUpgrade") if isinstance(rs.get("incrementalUpgrade"), dict) else {}
+    base = ("rayService", "incrementalUpgrade")
+    if not opts.get("gatewayClassName"):
+        yield ctx.finding(
+            "RL018", ERROR, base + ("gatewayClassName",),
+            f"no gateway class for upgradeStrategy {INCREMENTAL}: KubeRay refuses the RayService "
+            "('gatewayClassName is required')", opts.get("gatewayClassName", ""),
+            "the name of a GatewayClass in the cluster (Gateway API CRDs and a controller installed)",
+            "set rayService.incrementalUpgrade.gatewayClassName (kubectl get gatewayclass), "
+            "or use upgradeStrategy: NewCluster")
+    if rs.get("enableInTreeAutoscaling") is False:
+        yield ctx.finding(
+            "RL018", ERROR, ("rayService", "enableInTreeAutoscaling"),
+            f"autoscaling off with upgradeStrategy {INCREMENTAL}: KubeRay refuses the RayService "
+            "('Ray Autoscaler is required'); the new cluster grows through the autoscaler", False,
+            "enableInTreeAutoscaling: true", "set rayService.enableInTreeAutoscaling: true, or use NewCluster")
+    step, surge = opts.get("stepSizePercent", 25), opts.get("maxSurgePercent", 25)
+    if isinstance(step, int) and isinstance(surge, int) and step > surge:
+        yield ctx.finding(
+            "RL018", ERROR, base + ("stepSizePercent",),
+            f"a traffic step of {step}% beyond maxSurgePercent {surge}%: KubeRay refuses the RayService "
+            "('stepSizePercent must be less than or equal to maxSurgePercent')", step,
+            f"stepSizePercent <= maxSurgePercent ({surge})",
+            "lower rayService.incrementalUpgrade.stepSizePercent or raise maxSurgePercent")
+    ingress = ctx.section("serve").get("ingress")
+    if isinstance(ingress, dict) and ingress.get("enabled") is True:
+        yield ctx.finding(
+            "RL018", ERROR, ("serve", "ingress", "enabled"),
+            f"an Ingress with upgradeStrategy {INCREMENTAL}: KubeRay then gives each RayCluster its own "
+            "<cluster>-serve-svc and moves traffic through the Gateway <rayservice>-gateway, so the Ingress's "
+            "backend Service would not exist", True, "serve.ingress.enabled: false",
+            "reach Serve through the Gateway KubeRay makes (or an HTTPRoute of your own to it), "
+            "or keep the Ingress with upgradeStrategy: NewCluster")

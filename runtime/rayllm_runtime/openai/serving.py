@@ -165,10 +165,28 @@ def sse_packet(item: Any) -> str:
     return sse(item)
 
 
+def _client_http_error(exc: BaseException) -> Optional[OpenAIHTTPError]:
+    """A 4xx that an upstream Serve app raised for the client (Ray's LLMServer raises FastAPI's
+    HTTPException, e.g. 404 for a LoRA adapter that is not in the bucket); through a handle it
+    arrives as a RayTaskError that is also an instance of that class. Its status and message are
+    meant for the client, as Ray's own ingress returns them."""
+    if not any(cls.__name__ == "HTTPException" for cls in type(exc).__mro__):
+        return None
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or not 400 <= status < 500:
+        return None
+    detail = getattr(exc, "detail", None)
+    return OpenAIHTTPError(status, str(detail) if detail else "The request was refused by the model server.",
+                           code="model_not_found" if status == 404 else None)
+
+
 def map_exception(exc: BaseException, ctx: RequestContext) -> OpenAIHTTPError:
     """Turn anything raised while serving into a client-safe error."""
     if isinstance(exc, OpenAIHTTPError):
         return exc
+    client_error = _client_http_error(exc)
+    if client_error is not None:
+        return client_error
     if _is_backpressure(exc):
         return OpenAIHTTPError(503, "The model is overloaded; retry later.", headers={"Retry-After": "1"})
     if is_replica_loss(exc):
@@ -457,7 +475,12 @@ class OpenAIServing:
     ) -> Response:
         is_chat = isinstance(req, ChatCompletionRequest)
         ray_request = ray_llm_request(raw_body, is_chat)
-        method = getattr(backend.handle, "chat" if is_chat else "completions")
+        handle = backend.handle
+        if backend.config.lora_adapters and req.model not in backend.config.model_ids:
+            # a LoRA adapter of the base model: Serve routes it to a replica that has the adapter
+            # loaded (or loads it there), keyed by the full "<base>:<adapter>" name
+            handle = handle.options(multiplexed_model_id=req.model)
+        method = getattr(handle, "chat" if is_chat else "completions")
 
         async def open_stream():
             # Nothing is sent before the first item, so losing the replica up to here is retried.

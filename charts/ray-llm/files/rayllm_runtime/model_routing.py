@@ -213,7 +213,14 @@ class ModelRouter:
             await backend.server.check_health()
 
     def resolve(self, model_id: str) -> Optional[Backend]:
-        return self._backends.get(model_id)
+        backend = self._backends.get(model_id)
+        if backend is None and ":" in model_id:
+            # "<base>:<adapter>", as Ray's ingress reads it (the base is the text before the first ':'):
+            # only an upstream LLMServer that serves adapters takes it.
+            base = self._backends.get(model_id.split(":", 1)[0])
+            if isinstance(base, ServeAppBackend) and base.config.lora_adapters:
+                return base
+        return backend
 
     def model_ids(self) -> List[str]:
         return list(self._backends)

@@ -34,7 +34,12 @@ Every CPU-only ingress is pinned beside a proxy (ray-llm.placement.cpuOnly).
 {{- $_ := set $entry "runtime_env" (include "ray-llm.runtime.env" (dict "root" $root "files" (list "serve_llm.py")) | fromJson) -}}
 {{- $apps = append $apps $entry -}}
 {{- $upstreams := get $fronted (toString $app.gateway) | default list -}}
-{{- $_ := set $fronted (toString $app.gateway) (append $upstreams (dict "app" $single "model_ids" (list $m.model_loading_config.model_id))) -}}
+{{- $upstream := dict "app" $single "model_ids" (list $m.model_loading_config.model_id) -}}
+{{- if or $m.lora $m.lora_config -}}
+{{- /* the gateway sends "<model_id>:<adapter>" on to this app with Serve's multiplexed model id */ -}}
+{{- $_ := set $upstream "lora_adapters" true -}}
+{{- end -}}
+{{- $_ := set $fronted (toString $app.gateway) (append $upstreams $upstream) -}}
 {{- else -}}
 {{- $paths = append $paths $path -}}
 {{- end -}}

@@ -2,7 +2,8 @@
 ray-llm.rayservice.workerGroup: one entry of workerGroupSpecs (a GPU tier or the CPU
 system group). Call with (dict "root" $ "name" <group name> "group" <values of the
 group, defaults filled> "gpus" <GPUs per worker> "rayResources" <YAML of the group's
-Ray resources> "component" <app.kubernetes.io/component>).
+Ray resources> "component" <app.kubernetes.io/component> "modelCache" <mount the model
+cache volume>).
 */}}
 {{- define "ray-llm.rayservice.workerGroup" -}}
 {{- $root := .root -}}
@@ -90,8 +91,14 @@ Ray resources> "component" <app.kubernetes.io/component>).
             {{- end }}
           volumeMounts:
             {{- include "ray-llm.pod.volumeMounts" $root | nindent 12 }}
+            {{- if .modelCache }}
+            {{- include "ray-llm.modelCache.volumeMount" $root | nindent 12 }}
+            {{- end }}
       volumes:
         {{- include "ray-llm.pod.volumes" $root | nindent 8 }}
+        {{- if .modelCache }}
+        {{- include "ray-llm.modelCache.volume" $root | nindent 8 }}
+        {{- end }}
       {{- with $g.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
