@@ -14,7 +14,7 @@ CHECKOV_SPEC ?= checkov==3.3.30
 KUBERAY_CRDS ?= $(abspath ../shared/kuberay-crds)
 VALUES ?= values/dev.yaml
 
-.PHONY: setup test render run schema docs pack-runtime bench bench-chart bench-ingress bench-vllm
+.PHONY: setup test test-fast lint render run schema docs pack-runtime bench bench-chart bench-ingress bench-vllm
 
 setup: $(VENV)/.installed
 
@@ -36,9 +36,26 @@ $(VENV)/.installed: pyproject.toml Makefile charts/ray-llm/values.yaml ci/ray_ll
 	$(CHECKOV_VENV)/bin/python -m pip install -q "$(CHECKOV_SPEC)"
 	touch $@
 
-## Run the tests (README's test command), on the Ray of the chart's rayVersion.
-test: setup
+## Run the tests (README's test command), on the Ray of the chart's rayVersion: lint first.
+test: setup lint
 	RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(PY) -m pytest -q
+
+## The fast lane for chart and CLI work: real helm, the CRDs and the CLI, no Ray and no vLLM
+## (tests marked ray, needs_ray, slow or gpu are left to `make test`).
+FAST_TESTS := tests/chart tests/cli tests/ecosystem tests/reliability tests/security tests/tools
+## RAYLLM_VLLM_ARGS=shipped: the engine_kwargs rule (RL006) reads the shipped list of vLLM's
+## arguments instead of importing vLLM.
+test-fast: setup
+	RAYLLM_VLLM_ARGS=shipped RAYLLM_KUBERAY_CRDS="$${RAYLLM_KUBERAY_CRDS:-$(KUBERAY_CRDS)}" $(PY) -m pytest -q \
+		-m "not ray and not needs_ray and not slow and not gpu" $(FAST_TESTS)
+
+## ruff (lint and format) and mypy on the three packages; config in pyproject.toml.
+## `$(VENV)/bin/ruff format schemas cli runtime && make pack-runtime` fixes the format.
+LINT_PATHS := schemas cli runtime
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 ## README's run command: deploy the serveConfigV2 the chart renders from $(VALUES) onto a
 ## local Ray (no Kubernetes) and serve an OpenAI endpoint on $(PORT) until Ctrl-C.

@@ -67,7 +67,19 @@ def helm_template(
         args += ["-f", str(v)]
     for s in sets:
         args += ["--set", s]
-    return run_helm(helm, args, check=check)
+    # Many tests render the same values: one helm run per (binary, arguments, values files'
+    # content) for the session. The chart is not edited while the tests run.
+    key = (str(helm), tuple(args), tuple(Path(v).read_bytes() if Path(v).is_file() else str(v) for v in values))
+    proc = _RENDERED.get(key)
+    if proc is None:
+        proc = run_helm(helm, args, check=False)
+        _RENDERED[key] = proc
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+_RENDERED: Dict[tuple, subprocess.CompletedProcess] = {}
 
 
 def docs_of(text: str) -> List[dict]:

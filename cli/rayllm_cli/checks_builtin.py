@@ -38,8 +38,8 @@ from .checks_common import (
     NOTICE,
     WARNING,
     Finding,
-    manifest_finding,
     format_path,
+    manifest_finding,
     metadata_findings,
     object_ref,
     source_of,
@@ -112,7 +112,7 @@ def _k8s_version(version: str | None) -> str:
 @functools.lru_cache(maxsize=1)
 def _kv_module():
     try:
-        import kubernetes_validate.utils as kvu  # type: ignore
+        import kubernetes_validate.utils as kvu
     except ImportError as exc:  # pragma: no cover - depends on env
         raise RuntimeError(
             "got: no kubeconform on PATH and no kubernetes-validate package; expected: one "
@@ -127,11 +127,12 @@ def _kv_schema_version(k8s_version: str) -> str:
 
     kvu = _kv_module()
     want = Version(".".join(k8s_version.split(".")[:2]))
-    versions = [v for v in kvu.all_versions()
-                if Version(".".join(v.split(".")[:2])) <= want]
+    versions = [v for v in kvu.all_versions() if Version(".".join(v.split(".")[:2])) <= want]
     if not versions:
-        raise RuntimeError(f"kubernetes-validate ships no schemas for Kubernetes <= {k8s_version}"
-                           f" (has {kvu.all_versions()[0]}..{kvu.latest_version()})")
+        raise RuntimeError(
+            f"kubernetes-validate ships no schemas for Kubernetes <= {k8s_version}"
+            f" (has {kvu.all_versions()[0]}..{kvu.latest_version()})"
+        )
     return versions[-1]
 
 
@@ -147,15 +148,16 @@ def _kv_validator(schema_version: str, kind: str, api_version: str):
     group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     schema_dir = f"kubernetes-json-schema/v{schema_version}-local-strict"
     try:
-        schema = kvu.schema_contents(f"{schema_dir}/{kind.lower()}-{group_version}.json",
-                                     schema_version)
+        schema = kvu.schema_contents(f"{schema_dir}/{kind.lower()}-{group_version}.json", schema_version)
     except FileNotFoundError:
         return None
     definitions = _kv_definitions(schema_dir, schema_version)
-    registry = Registry().with_resources([
-        (schema.get("$id", ""), Resource.from_contents(schema)),
-        (definitions.get("$id", ""), Resource.from_contents(definitions)),
-    ])
+    registry = Registry().with_resources(
+        [
+            (schema.get("$id", ""), Resource.from_contents(schema)),
+            (definitions.get("$id", ""), Resource.from_contents(definitions)),
+        ]
+    )
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema, registry=registry)
 
@@ -172,16 +174,24 @@ def _kv_validate(objs: list[Any], k8s_version: str) -> BuiltinResult:
         ref, src = object_ref(obj), source_of(obj)
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if not isinstance(kind, str) or not isinstance(api_version, str):
-            result.findings.append(manifest_finding("", "missing apiVersion/kind", ERROR,
-                                           "builtin:" + BACKEND_KV, ref, src))
+            result.findings.append(
+                manifest_finding("", "missing apiVersion/kind", ERROR, "builtin:" + BACKEND_KV, ref, src)
+            )
             continue
         validator = _kv_validator(schema_version, kind, api_version)
         if validator is None:
             result.skipped += 1
-            result.findings.append(manifest_finding(
-                "", f"no schema for {api_version} {kind} in Kubernetes {schema_version} "
-                "(a CRD kind or a removed API); not schema-checked", NOTICE,
-                "builtin:" + BACKEND_KV, ref, src))
+            result.findings.append(
+                manifest_finding(
+                    "",
+                    f"no schema for {api_version} {kind} in Kubernetes {schema_version} "
+                    "(a CRD kind or a removed API); not schema-checked",
+                    NOTICE,
+                    "builtin:" + BACKEND_KV,
+                    ref,
+                    src,
+                )
+            )
             continue
         result.checked += 1
         for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
@@ -203,8 +213,7 @@ def _kv_error_to_finding(err: jsonschema.ValidationError, obj: Any) -> Finding:
         if missing:
             base.append(missing)
         msg = f"required field {missing!r} is missing"
-    return manifest_finding(format_path(base), msg, ERROR, "builtin:" + BACKEND_KV,
-                   object_ref(obj), source_of(obj))
+    return manifest_finding(format_path(base), msg, ERROR, "builtin:" + BACKEND_KV, object_ref(obj), source_of(obj))
 
 
 # --------------------------------------------------------------------------- kubeconform
@@ -220,9 +229,16 @@ def _kubeconform_validate(binary: str, objs: list[Any], k8s_version: str) -> Bui
             with open(path, "w", encoding="utf-8") as fh:
                 yaml.safe_dump(dict(obj), fh, sort_keys=False)
             files[path] = obj
-        cmd = [binary, "-strict", "-summary", "-output", "json",
-               "-kubernetes-version", f"{k8s_version}.0" if k8s_version.count(".") == 1 else k8s_version,
-               "-ignore-missing-schemas"]
+        cmd = [
+            binary,
+            "-strict",
+            "-summary",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            f"{k8s_version}.0" if k8s_version.count(".") == 1 else k8s_version,
+            "-ignore-missing-schemas",
+        ]
         extra = os.environ.get(ENV_KUBECONFORM_SCHEMAS)
         if extra:
             cmd += ["-schema-location", extra]
@@ -245,20 +261,24 @@ def _kubeconform_validate(binary: str, objs: list[Any], k8s_version: str) -> Bui
         status = r.get("status")
         if status == "statusSkipped":
             result.skipped += 1
-            result.findings.append(manifest_finding("", "no schema for this kind; not schema-checked",
-                                           NOTICE, "builtin:kubeconform", ref, src))
+            result.findings.append(
+                manifest_finding(
+                    "", "no schema for this kind; not schema-checked", NOTICE, "builtin:kubeconform", ref, src
+                )
+            )
             continue
         result.checked += 1
         if status == "statusInvalid":
             errs = r.get("validationErrors") or []
             if not errs:
-                result.findings.append(manifest_finding("", r.get("msg", "invalid"), ERROR,
-                                               "builtin:kubeconform", ref, src))
+                result.findings.append(
+                    manifest_finding("", r.get("msg", "invalid"), ERROR, "builtin:kubeconform", ref, src)
+                )
             for e in errs:
-                parts = [int(p) if p.isdigit() else p
-                         for p in str(e.get("path", "")).strip("/").split("/") if p]
-                result.findings.append(manifest_finding(format_path(parts), e.get("msg", ""), ERROR,
-                                               "builtin:kubeconform", ref, src))
+                parts = [int(p) if p.isdigit() else p for p in str(e.get("path", "")).strip("/").split("/") if p]
+                result.findings.append(
+                    manifest_finding(format_path(parts), e.get("msg", ""), ERROR, "builtin:kubeconform", ref, src)
+                )
     # Valid resources are not listed unless -verbose; count them as checked.
     result.checked += len(files) - len(seen)
     return result
@@ -267,8 +287,9 @@ def _kubeconform_validate(binary: str, objs: list[Any], k8s_version: str) -> Bui
 # --------------------------------------------------------------------------- public
 
 
-def validate_builtin(objs: Iterable[Any], *, kubernetes_version: str | None = None,
-                     backend: str | None = None) -> BuiltinResult:
+def validate_builtin(
+    objs: Iterable[Any], *, kubernetes_version: str | None = None, backend: str | None = None
+) -> BuiltinResult:
     """Schema-check the non-ray.io objects in ``objs`` (strict: unknown fields
     are errors) and their ObjectMeta. Returns a BuiltinResult whose
     ``backend`` says which backend ran."""
@@ -281,30 +302,41 @@ def validate_builtin(objs: Iterable[Any], *, kubernetes_version: str | None = No
     fallback_note: Finding | None = None
     kubeconform = shutil.which("kubeconform")
     if choice == BACKEND_KUBECONFORM and not kubeconform:
-        raise RuntimeError(f"got: {ENV_BACKEND}=kubeconform but no kubeconform on PATH; "
-                           "expected: kubeconform installed; do: install it or unset "
-                           f"{ENV_BACKEND}")
+        raise RuntimeError(
+            f"got: {ENV_BACKEND}=kubeconform but no kubeconform on PATH; "
+            "expected: kubeconform installed; do: install it or unset "
+            f"{ENV_BACKEND}"
+        )
     if kubeconform and choice in (None, "", BACKEND_KUBECONFORM) and builtin:
         result = _kubeconform_validate(kubeconform, builtin, version)
         if result is None:
             if choice == BACKEND_KUBECONFORM:
-                raise RuntimeError("kubeconform could not load its schemas (offline?); set "
-                                   f"{ENV_KUBECONFORM_SCHEMAS} to a local schema location")
-            fallback_note = manifest_finding("", "kubeconform could not load schemas (offline?); "
-                                    "fell back to kubernetes-validate", NOTICE, "builtin")
+                raise RuntimeError(
+                    "kubeconform could not load its schemas (offline?); set "
+                    f"{ENV_KUBECONFORM_SCHEMAS} to a local schema location"
+                )
+            fallback_note = manifest_finding(
+                "", "kubeconform could not load schemas (offline?); fell back to kubernetes-validate", NOTICE, "builtin"
+            )
     if result is None:
         result = _kv_validate(builtin, version)
     if fallback_note:
         result.findings.insert(0, fallback_note)
     for obj in builtin:
         seen = {(f.obj, f.path) for f in result.findings}
-        result.findings += [f for f in metadata_findings(obj)
-                            if (f.obj, f.path) not in seen]
+        result.findings += [f for f in metadata_findings(obj) if (f.obj, f.path) not in seen]
     for obj in skipped_ray:
         result.skipped += 1
-        result.findings.append(manifest_finding("", "ray.io object: checked against the KubeRay CRD "
-                                       "(checks_crd.validate_manifest), not here", NOTICE,
-                                       "builtin", object_ref(obj), source_of(obj)))
+        result.findings.append(
+            manifest_finding(
+                "",
+                "ray.io object: checked against the KubeRay CRD (checks_crd.validate_manifest), not here",
+                NOTICE,
+                "builtin",
+                object_ref(obj),
+                source_of(obj),
+            )
+        )
     return result
 
 
@@ -336,8 +368,7 @@ def data_size(obj: Any) -> int | None:
         return list(section.values()) if isinstance(section, dict) else []
 
     if obj["kind"] == "ConfigMap":
-        return (sum(len(str(v).encode()) for v in values("data"))
-                + sum(decoded(v) for v in values("binaryData")))
+        return sum(len(str(v).encode()) for v in values("data")) + sum(decoded(v) for v in values("binaryData"))
     return sum(decoded(v) for v in values("data")) + sum(len(str(v).encode()) for v in values("stringData"))
 
 
@@ -361,20 +392,45 @@ def object_size_findings(obj: Any) -> list[Finding]:
     out: list[Finding] = []
     data = data_size(obj)
     if data is not None and data > DATA_SIZE_LIMIT:
-        out.append(manifest_finding("data", f"{obj.get('kind')} data totals {data:,} bytes; the API server "
-                           f"rejects more than {DATA_SIZE_LIMIT:,} bytes (1 MiB, summed over the "
-                           "values of data and binaryData): split it (e.g. move models into "
-                           "more families, one ConfigMap each)", ERROR, "size", ref, src))
+        out.append(
+            manifest_finding(
+                "data",
+                f"{obj.get('kind')} data totals {data:,} bytes; the API server "
+                f"rejects more than {DATA_SIZE_LIMIT:,} bytes (1 MiB, summed over the "
+                "values of data and binaryData): split it (e.g. move models into "
+                "more families, one ConfigMap each)",
+                ERROR,
+                "size",
+                ref,
+                src,
+            )
+        )
     if size > ETCD_REQUEST_LIMIT:
-        out.append(manifest_finding("", f"object is {size:,} bytes as JSON; etcd's request limit is "
-                           f"{ETCD_REQUEST_LIMIT:,} bytes (1.5 MiB): the API server will reject "
-                           "it; move large data out (e.g. split the ConfigMap)", ERROR, "size",
-                           ref, src))
+        out.append(
+            manifest_finding(
+                "",
+                f"object is {size:,} bytes as JSON; etcd's request limit is "
+                f"{ETCD_REQUEST_LIMIT:,} bytes (1.5 MiB): the API server will reject "
+                "it; move large data out (e.g. split the ConfigMap)",
+                ERROR,
+                "size",
+                ref,
+                src,
+            )
+        )
     if size > LAST_APPLIED_LIMIT:
-        out.append(manifest_finding("", f"object is {size:,} bytes as JSON (> {LAST_APPLIED_LIMIT:,}): "
-                           "client-side 'kubectl apply' stores it in the "
-                           "kubectl.kubernetes.io/last-applied-configuration annotation and "
-                           "will fail (annotations are limited to 256 KiB); use helm, "
-                           "'kubectl apply --server-side' or 'kubectl create/replace'",
-                           WARNING, "size", ref, src))
+        out.append(
+            manifest_finding(
+                "",
+                f"object is {size:,} bytes as JSON (> {LAST_APPLIED_LIMIT:,}): "
+                "client-side 'kubectl apply' stores it in the "
+                "kubectl.kubernetes.io/last-applied-configuration annotation and "
+                "will fail (annotations are limited to 256 KiB); use helm, "
+                "'kubectl apply --server-side' or 'kubectl create/replace'",
+                WARNING,
+                "size",
+                ref,
+                src,
+            )
+        )
     return out

@@ -26,8 +26,10 @@ __all__ = [
     "duplicate_key_findings",
 ]
 
-def manifest_finding(path: str, message: str, severity: str = ERROR, check: str = "", obj: str = "",
-                     source: str | None = None) -> Finding:
+
+def manifest_finding(
+    path: str, message: str, severity: str = ERROR, check: str = "", obj: str = "", source: str | None = None
+) -> Finding:
     """A finding about one rendered object: ``path`` inside it, ``check`` that found it,
     ``obj`` its ``Kind/name`` and ``source`` the template from helm's ``# Source:`` comment."""
     return Finding(rule=check, severity=severity, path=path, message=message, obj=obj, origin=source or "")
@@ -42,8 +44,9 @@ class Manifest(dict):
     index: int
     duplicate_keys: list[tuple[int, str]]
 
-    def __init__(self, data: dict, source: str | None = None, index: int = 0,
-                 duplicate_keys: list[tuple[int, str]] | None = None):
+    def __init__(
+        self, data: dict, source: str | None = None, index: int = 0, duplicate_keys: list[tuple[int, str]] | None = None
+    ):
         super().__init__(data)
         self.source = source
         self.index = index
@@ -56,11 +59,14 @@ class ManifestParseError(ValueError):
 
 # --------------------------------------------------------------------------- paths
 
+
 def object_ref(obj: Any) -> str:
     if not isinstance(obj, dict):
         return "<not an object>"
     kind = obj.get("kind") or "<no kind>"
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
     name = meta.get("name") or "<no name>"
     return f"{kind}/{name}"
 
@@ -77,24 +83,25 @@ class _DupKeyTracking:
     keeping the last one (the API server's strict decoding rejects them)."""
 
     def __init__(self, stream: str):
-        super().__init__(stream)  # type: ignore[call-arg]
+        super().__init__(stream)  # type: ignore[call-arg]  # a mixin: the loader class takes the stream
         self.duplicates: list[tuple[int, str]] = []
 
-    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 try:
-                    key = self.construct_object(key_node, deep=True)
+                    # A mixin: the loader class it is mixed into constructs the objects.
+                    key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
                     hash(key)
                 except Exception:  # unhashable key: let the base class complain
                     continue
                 if key in seen:
                     self.duplicates.append((key_node.start_mark.line + 1, str(key)))
                 seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]  # the loader's, as above
 
 
 class _ManifestLimits(yaml_helm.LimitsMixin):
@@ -109,8 +116,11 @@ class _DupKeyLoader(_DupKeyTracking, _ManifestLimits, yaml.SafeLoader):
 
 
 # libyaml's parser: same nodes and marks, ~10x faster on a large rendered stream.
-_FastDupKeyLoader = (type("_FastDupKeyLoader", (_DupKeyTracking, _ManifestLimits, yaml.CSafeLoader), {})
-                     if hasattr(yaml, "CSafeLoader") else None)
+_FastDupKeyLoader = (
+    type("_FastDupKeyLoader", (_DupKeyTracking, _ManifestLimits, yaml.CSafeLoader), {})
+    if hasattr(yaml, "CSafeLoader")
+    else None
+)
 
 
 def _guarded_data(loader: Any, chunk: str) -> Any:
@@ -174,15 +184,12 @@ def split_manifests(text: str) -> list[Manifest]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" line {start_line + mark.line + 1}" if mark is not None else ""
-            raise ManifestParseError(
-                f"{source or f'document {index}'}:{line}: invalid YAML: {exc}"
-            ) from exc
+            raise ManifestParseError(f"{source or f'document {index}'}:{line}: invalid YAML: {exc}") from exc
         if data is None or data == {}:
             continue
         if not isinstance(data, dict):
             raise ManifestParseError(
-                f"{source or f'document {index}'}: expected a mapping (a Kubernetes "
-                f"object), got {type(data).__name__}"
+                f"{source or f'document {index}'}: expected a mapping (a Kubernetes object), got {type(data).__name__}"
             )
         dups = [(start_line + line, key) for line, key in duplicates]
         out.append(Manifest(data, source=source, index=len(out), duplicate_keys=dups))
@@ -193,9 +200,11 @@ def duplicate_key_findings(obj: Any) -> list[Finding]:
     return [
         manifest_finding(
             path="",
-            message=(f"duplicate key {key!r} at line {line} of the rendered stream: the "
-                     "API server rejects duplicate fields (strict decoding); PyYAML/kubectl "
-                     "client-side would silently keep the last one"),
+            message=(
+                f"duplicate key {key!r} at line {line} of the rendered stream: the "
+                "API server rejects duplicate fields (strict decoding); PyYAML/kubectl "
+                "client-side would silently keep the last one"
+            ),
             check="yaml",
             obj=object_ref(obj),
             source=source_of(obj),
@@ -210,10 +219,21 @@ def duplicate_key_findings(obj: Any) -> list[Finding]:
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _OBJECTMETA_FIELDS = {
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion",
-    "generation", "creationTimestamp", "deletionTimestamp",
-    "deletionGracePeriodSeconds", "labels", "annotations", "ownerReferences",
-    "finalizers", "managedFields",
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
 }
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024  # apimachinery TotalAnnotationSizeLimitB
 
@@ -224,8 +244,7 @@ def _qualified_name_problem(key: str) -> str | None:
         if not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix):
             return "prefix must be a DNS-1123 subdomain (lowercase, <= 253 chars)"
     if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        return ("name part must be <= 63 chars of [A-Za-z0-9-_.], starting and "
-                "ending alphanumeric")
+        return "name part must be <= 63 chars of [A-Za-z0-9-_.], starting and ending alphanumeric"
     return None
 
 
@@ -256,11 +275,16 @@ def metadata_findings(obj: Any, *, check: str = "metadata") -> list[Finding]:
     elif not isinstance(name, str):
         out.append(f("metadata.name", f"must be a string, got {type(name).__name__}"))
     elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
-        out.append(f("metadata.name", f"{name!r} is not a valid DNS-1123 subdomain "
-                     "(lowercase alphanumerics, '-' and '.', <= 253 chars)"))
+        out.append(
+            f(
+                "metadata.name",
+                f"{name!r} is not a valid DNS-1123 subdomain (lowercase alphanumerics, '-' and '.', <= 253 chars)",
+            )
+        )
     ns = meta.get("namespace")
-    if ns is not None and (not isinstance(ns, str) or len(ns) > 63
-                           or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ns)):
+    if ns is not None and (
+        not isinstance(ns, str) or len(ns) > 63 or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ns)
+    ):
         out.append(f("metadata.namespace", f"{ns!r} is not a valid DNS-1123 label"))
     for kind in ("labels", "annotations"):
         mp = meta.get(kind)
@@ -279,23 +303,30 @@ def metadata_findings(obj: Any, *, check: str = "metadata") -> list[Finding]:
             if problem:
                 out.append(f(p, f"invalid {kind[:-1]} key {k!r}: {problem}"))
             if not isinstance(v, str):
-                out.append(f(p, f"value must be a string, got {type(v).__name__} {v!r} "
-                             "(quote it in the template)"))
+                out.append(f(p, f"value must be a string, got {type(v).__name__} {v!r} (quote it in the template)"))
                 continue
             total += len(k) + len(v)
             if kind == "labels" and v and (len(v) > 63 or not _LABEL_NAME.match(v)):
-                out.append(f(p, f"invalid label value {v!r}: must be <= 63 chars of "
-                             "[A-Za-z0-9-_.], starting and ending alphanumeric"))
+                out.append(
+                    f(
+                        p,
+                        f"invalid label value {v!r}: must be <= 63 chars of "
+                        "[A-Za-z0-9-_.], starting and ending alphanumeric",
+                    )
+                )
         if kind == "annotations" and total > TOTAL_ANNOTATION_SIZE_LIMIT:
-            out.append(f("metadata.annotations", f"annotations total {total} bytes; "
-                         f"the API server allows at most {TOTAL_ANNOTATION_SIZE_LIMIT}"))
+            out.append(
+                f(
+                    "metadata.annotations",
+                    f"annotations total {total} bytes; the API server allows at most {TOTAL_ANNOTATION_SIZE_LIMIT}",
+                )
+            )
     return out
 
 
 def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
     order = {ERROR: 0, WARNING: 1, NOTICE: 2}
-    return sorted(findings, key=lambda x: (order.get(x.severity, 3), x.origin,
-                                           x.obj, x.path))
+    return sorted(findings, key=lambda x: (order.get(x.severity, 3), x.origin, x.obj, x.path))
 
 
 # --------------------------------------------------------------------------- on-disk cache
@@ -314,8 +345,9 @@ def user_cache_dir(*parts: str) -> Optional[Path]:
     if env_says_off(ENV_CACHE_DIR):
         return None
     env = os.environ.get(ENV_CACHE_DIR, "")
-    base = (Path(env).expanduser() if env else
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm")
+    base = (
+        Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-llm"
+    )
     return base.joinpath(*parts)
 
 

@@ -29,7 +29,7 @@ import difflib
 import functools
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Dict, Iterable, Iterator, Sequence
 
 import jsonschema
 import yaml
@@ -39,8 +39,8 @@ from .checks_common import (
     NOTICE,
     WARNING,
     Finding,
-    manifest_finding,
     format_path,
+    manifest_finding,
     metadata_findings,
     object_ref,
     read_json_cache,
@@ -68,8 +68,10 @@ CRD_FILES = {
     "RayCluster": "ray.io_rayclusters.yaml",
     "RayJob": "ray.io_rayjobs.yaml",
 }
-_QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
-                     r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+_QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
 _INT_RANGES = {
     "int32": (-(2**31), 2**31 - 1),
     "int64": (-(2**63), 2**63 - 1),
@@ -104,8 +106,7 @@ def locate_kuberay_crds(kind: str = "RayService") -> Path:
     """Path of the CRD file for ``kind``; raises CrdNotFoundError saying where
     it looked and how to get the files."""
     if kind not in CRD_FILES:
-        raise CrdNotFoundError(f"no KubeRay CRD known for kind {kind!r}; "
-                               f"known: {', '.join(CRD_FILES)}")
+        raise CrdNotFoundError(f"no KubeRay CRD known for kind {kind!r}; known: {', '.join(CRD_FILES)}")
     filename = CRD_FILES[kind]
     candidates = _candidate_dirs()
     env = os.environ.get(ENV_KUBERAY_CRDS)
@@ -157,8 +158,7 @@ def _version_schema(crd: dict, version: str) -> dict:
                 raise CrdNotFoundError(f"CRD version {version} has no openAPIV3Schema")
             return schema
     served = [v.get("name") for v in crd["spec"].get("versions", [])]
-    raise CrdNotFoundError(f"CRD {crd['metadata']['name']} has no version {version} "
-                           f"(has: {served})")
+    raise CrdNotFoundError(f"CRD {crd['metadata']['name']} has no version {version} (has: {served})")
 
 
 # --------------------------------------------------------------------------- schema transform
@@ -199,8 +199,7 @@ def _strictify(node: Any) -> Any:
         node.setdefault("maximum", hi)
 
     if isinstance(props, dict) and "required" in node:
-        req = [r for r in node["required"]
-               if not (isinstance(props.get(r), dict) and "default" in props[r])]
+        req = [r for r in node["required"] if not (isinstance(props.get(r), dict) and "default" in props[r])]
         if req:
             node["required"] = req
         else:
@@ -291,7 +290,9 @@ def _build_strict_schema(kind: str, version: str) -> dict:
     return schema
 
 
-def _list_map_keys(validator, keys, instance, schema):
+def _list_map_keys(
+    validator: Any, keys: Sequence[str], instance: Any, schema: Dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
     """x-kubernetes-list-type: map -> items must be unique by their key fields
     (missing key fields take the item schema's default, as the API server
     defaults before validating)."""
@@ -302,15 +303,11 @@ def _list_map_keys(validator, keys, instance, schema):
     for i, item in enumerate(instance):
         if not isinstance(item, dict):
             continue
-        key = tuple(
-            repr(item.get(k, (item_props.get(k) or {}).get("default"))) for k in keys
-        )
+        key = tuple(repr(item.get(k, (item_props.get(k) or {}).get("default"))) for k in keys)
         if key in seen:
-            shown = ", ".join(f"{k}={item.get(k, (item_props.get(k) or {}).get('default'))!r}"
-                              for k in keys)
+            shown = ", ".join(f"{k}={item.get(k, (item_props.get(k) or {}).get('default'))!r}" for k in keys)
             yield jsonschema.ValidationError(
-                f"duplicate entry ({shown}) at [{i}] and [{seen[key]}]: list items must be "
-                f"unique by {list(keys)}",
+                f"duplicate entry ({shown}) at [{i}] and [{seen[key]}]: list items must be unique by {list(keys)}",
                 path=[i],
             )
         else:
@@ -350,16 +347,14 @@ def _errors_to_findings(errors: Iterable[jsonschema.ValidationError], obj: Any) 
         if err.validator == "required":
             missing = err.message.split("'")[1] if "'" in err.message else ""
             path = format_path(base + ([missing] if missing else []))
-            out.append(manifest_finding(path, f"required field {missing!r} is missing", ERROR,
-                               "crd", ref, src))
+            out.append(manifest_finding(path, f"required field {missing!r} is missing", ERROR, "crd", ref, src))
             continue
         if err.validator == "anyOf" and err.schema.get("x-kubernetes-int-or-string"):
             msg = f"{err.instance!r} must be an integer or a string"
         elif err.validator == "type":
             msg = f"{err.instance!r} is of type {type(err.instance).__name__}, expected {err.validator_value}"
         elif err.validator == "pattern" and err.validator_value == _QUANTITY_PATTERN:
-            msg = (f"{err.instance!r} is not a valid Kubernetes quantity "
-                   "(e.g. 500m, 2, 1.5, 16Gi, 100M)")
+            msg = f"{err.instance!r} is not a valid Kubernetes quantity (e.g. 500m, 2, 1.5, 16Gi, 100M)"
         elif err.validator == "pattern":
             msg = f"{err.instance!r} does not match {err.validator_value!r}"
         else:
@@ -375,7 +370,9 @@ def _prune_nulls(value: Any, schema: Any, path: list, pruned: list[list]) -> Any
     if not isinstance(schema, dict):
         return value
     if isinstance(value, dict):
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            props = {}
         addl = schema.get("additionalProperties")
         out = {}
         for k, v in value.items():
@@ -402,14 +399,23 @@ def validate_manifest(obj: Any) -> list[Finding]:
     kind = obj.get("kind")
     group, _, version = str(api_version or "").rpartition("/")
     if group != GROUP:
-        return [manifest_finding("", f"not a {GROUP} object ({api_version}); checked by "
-                        "validate_builtin instead", NOTICE, "crd", ref, src)]
+        return [
+            manifest_finding(
+                "",
+                f"not a {GROUP} object ({api_version}); checked by validate_builtin instead",
+                NOTICE,
+                "crd",
+                ref,
+                src,
+            )
+        ]
     if kind not in CRD_FILES:
         return [manifest_finding("kind", f"unknown {GROUP} kind {kind!r}", ERROR, "crd", ref, src)]
     out: list[Finding] = []
     if version != "v1":
-        out.append(manifest_finding("apiVersion", f"{api_version} is deprecated; use {GROUP}/v1",
-                           WARNING, "crd", ref, src))
+        out.append(
+            manifest_finding("apiVersion", f"{api_version} is deprecated; use {GROUP}/v1", WARNING, "crd", ref, src)
+        )
     try:
         validator = crd_validator(kind, version)
     except CrdNotFoundError as exc:
@@ -419,9 +425,16 @@ def validate_manifest(obj: Any) -> list[Finding]:
     pruned_paths: list[list] = []
     pruned = _prune_nulls(dict(obj), validator.schema, [], pruned_paths)
     for p in pruned_paths:
-        out.append(manifest_finding(format_path(p), "null value: the API server prunes it (the field is "
-                           "dropped, as if not set); omit it in the template", WARNING, "crd",
-                           ref, src))
+        out.append(
+            manifest_finding(
+                format_path(p),
+                "null value: the API server prunes it (the field is dropped, as if not set); omit it in the template",
+                WARNING,
+                "crd",
+                ref,
+                src,
+            )
+        )
     out += _errors_to_findings(
         sorted(validator.iter_errors(pruned), key=lambda e: list(map(str, e.absolute_path))), obj
     )

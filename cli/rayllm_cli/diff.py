@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -48,8 +48,10 @@ class Release:
     def rayservice(self) -> dict:
         found = [d for d in self.docs if d.get("kind") == "RayService"]
         if len(found) != 1:
-            raise RayLLMError(message=f"{self.label}: got {len(found)} RayService objects; expected exactly one",
-                              fix="pass a ray-llm values file or the manifests of one ray-llm release")
+            raise RayLLMError(
+                message=f"{self.label}: got {len(found)} RayService objects; expected exactly one",
+                fix="pass a ray-llm values file or the manifests of one ray-llm release",
+            )
         return found[0]
 
     def serve_apps(self) -> Dict[str, dict]:
@@ -80,10 +82,14 @@ def code_version_inputs(app: dict) -> dict:
         "runtime_env": app.get("runtime_env") or {},
         "args": app.get("args") or {},
         "autoscaling_policy": app.get("autoscaling_policy"),
-        "deployment_autoscaling_policies": [(d.get("autoscaling_config") or {}).get("policy") for d in deployments
-                                            if isinstance(d.get("autoscaling_config"), dict)],
-        "request_router_configs": [d.get("request_router_config") for d in deployments
-                                   if isinstance(d.get("request_router_config"), dict)],
+        "deployment_autoscaling_policies": [
+            (d.get("autoscaling_config") or {}).get("policy")
+            for d in deployments
+            if isinstance(d.get("autoscaling_config"), dict)
+        ],
+        "request_router_configs": [
+            d.get("request_router_config") for d in deployments if isinstance(d.get("request_router_config"), dict)
+        ],
     }
 
 
@@ -113,7 +119,7 @@ def changed_keys(old: Any, new: Any, path: Tuple[Any, ...] = (), limit: int = 40
             # volumes, mounts, env, containers: by name, so an added volume reads as one line
             walk({x["name"]: x for x in a}, {y["name"]: y for y in b}, p)
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-            for i, (x, y) in enumerate(zip(a, b)):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 walk(x, y, p + (i,))
         elif a != b:
             show = lambda v: json.dumps(v, default=str)[:80]  # noqa: E731
@@ -145,9 +151,15 @@ def serve_changes(old: Release, new: Release) -> Dict[str, Any]:
             files_a, files_b = _model_files(a[name]), _model_files(b[name])
             moved = sorted(m for m in set(files_a) | set(files_b) if files_a.get(m) != files_b.get(m))
             riding = sorted(m for m in files_b if m not in moved)
-            apps.append({"app": name, "change": "redeployed", "models_changed": moved,
-                         "models_restarted_with_them": riding,
-                         "why": changed_keys(before, after)[:8]})
+            apps.append(
+                {
+                    "app": name,
+                    "change": "redeployed",
+                    "models_changed": moved,
+                    "models_restarted_with_them": riding,
+                    "why": changed_keys(before, after)[:8],
+                }
+            )
         else:
             apps.append({"app": name, "change": "updated in place", "why": changed_keys(a[name], b[name])[:8]})
     top_a = {k: v for k, v in old.serve_config().items() if k != "applications"}
@@ -189,25 +201,42 @@ def cluster_changes(old: Release, new: Release) -> Dict[str, Any]:
     bounds = []
     for g in _groups(b):
         before = next((x for x in _groups(a) if x["groupName"] == g["groupName"]), None)
-        if before and (before.get("minReplicas"), before.get("maxReplicas")) != (g.get("minReplicas"), g.get("maxReplicas")):
-            bounds.append(f"{g['groupName']}: replicas {before.get('minReplicas')}..{before.get('maxReplicas')} -> "
-                          f"{g.get('minReplicas')}..{g.get('maxReplicas')}")
+        if before and (before.get("minReplicas"), before.get("maxReplicas")) != (
+            g.get("minReplicas"),
+            g.get("maxReplicas"),
+        ):
+            bounds.append(
+                f"{g['groupName']}: replicas {before.get('minReplicas')}..{before.get('maxReplicas')} -> "
+                f"{g.get('minReplicas')}..{g.get('maxReplicas')}"
+            )
     if ha == hb:
         # KubeRay mutes replica bounds when it hashes the spec, so a change to them alone neither updates
         # the running RayCluster nor builds a new one (rayservice_controller.go shouldUpdateCluster):
         # they take effect with the next new cluster or in-place update.
-        return {"change": "none" if not bounds else "replica bounds only", "strategy": strategy,
-                "autoscaler_bounds": bounds, "why": []}
+        return {
+            "change": "none" if not bounds else "replica bounds only",
+            "strategy": strategy,
+            "autoscaler_bounds": bounds,
+            "why": [],
+        }
     n_old = len(_groups(a))
     appended = _groups(b)[n_old:]
     trimmed = copy.deepcopy(hb)
     trimmed["workerGroupSpecs"] = (trimmed.get("workerGroupSpecs") or [])[:n_old]
     if appended and trimmed == ha:
-        return {"change": "worker groups added in place", "strategy": strategy, "autoscaler_bounds": bounds,
-                "added_groups": [g["groupName"] for g in appended], "why": []}
+        return {
+            "change": "worker groups added in place",
+            "strategy": strategy,
+            "autoscaler_bounds": bounds,
+            "added_groups": [g["groupName"] for g in appended],
+            "why": [],
+        }
     why = changed_keys(_named_groups(ha), _named_groups(hb))
-    change = {"NewCluster": "new cluster", "NewClusterWithIncrementalUpgrade": "new cluster, incrementally",
-              "None": "not applied"}.get(strategy, "new cluster")
+    change = {
+        "NewCluster": "new cluster",
+        "NewClusterWithIncrementalUpgrade": "new cluster, incrementally",
+        "None": "not applied",
+    }.get(strategy, "new cluster")
     return {"change": change, "strategy": strategy, "autoscaler_bounds": bounds, "why": why}
 
 
@@ -253,13 +282,17 @@ def upgrade_peak(new: Release, change: Dict[str, Any]) -> Optional[Dict[str, Any
             entry["nodes"] = math.ceil(entry["nodes"] * surge / 100)
             entry["gpus"] = entry["nodes"] * per_node
         total = sum(e["gpus"] for e in pools.values())
-        note = (f"the new cluster grows by stepSizePercent {opts.get('stepSizePercent')}% of the capacity every "
-                f"{opts.get('intervalSeconds')} s, at most maxSurgePercent {surge}% beyond it, while traffic moves "
-                "over through the Gateway API; the old cluster shrinks as it does")
+        note = (
+            f"the new cluster grows by stepSizePercent {opts.get('stepSizePercent')}% of the capacity every "
+            f"{opts.get('intervalSeconds')} s, at most maxSurgePercent {surge}% beyond it, while traffic moves "
+            "over through the Gateway API; the old cluster shrinks as it does"
+        )
     else:
-        note = ("the new cluster starts beside the old one, which keeps serving (at whatever size it has scaled "
-                "to) until every app on the new one is RUNNING; the new one needs at least these nodes to start "
-                "its apps at their min (or initial) replicas, more if traffic makes Serve scale it up first")
+        note = (
+            "the new cluster starts beside the old one, which keeps serving (at whatever size it has scaled "
+            "to) until every app on the new one is RUNNING; the new one needs at least these nodes to start "
+            "its apps at their min (or initial) replicas, more if traffic makes Serve scale it up first"
+        )
     return {"extra_gpus_at_least": total, "pools": pools, "note": note}
 
 
@@ -273,8 +306,9 @@ def _new_cluster_floor(new: Release) -> Dict[str, int]:
 
     for tier in build_plan(new.values)["tiers"]:
         if tier["tier"] in floor:
-            starting = sum(r["gpus_per_replica"] * max(r["min_replicas"], r.get("initial_replicas") or 0)
-                           for r in tier["models"])
+            starting = sum(
+                r["gpus_per_replica"] * max(r["min_replicas"], r.get("initial_replicas") or 0) for r in tier["models"]
+            )
             nodes = math.ceil(starting / max(1, tier["gpus_per_worker"]) - 1e-9) if starting else 0
             floor[tier["tier"]] = max(floor[tier["tier"]], nodes)
     return floor
@@ -292,20 +326,32 @@ def config_map_changes(old: Release, new: Release) -> List[Dict[str, Any]]:
         elif name not in b:
             out.append({"configmap": name, "change": "deleted", "keys": sorted(a[name])})
         elif a[name] != b[name]:
-            out.append({"configmap": name, "change": "changed",
-                        "added": sorted(set(b[name]) - set(a[name])), "removed": sorted(set(a[name]) - set(b[name])),
-                        "edited": sorted(k for k in set(a[name]) & set(b[name]) if a[name][k] != b[name][k])})
+            out.append(
+                {
+                    "configmap": name,
+                    "change": "changed",
+                    "added": sorted(set(b[name]) - set(a[name])),
+                    "removed": sorted(set(a[name]) - set(b[name])),
+                    "edited": sorted(k for k in set(a[name]) & set(b[name]) if a[name][k] != b[name][k]),
+                }
+            )
     return out
 
 
 def other_changes(old: Release, new: Release) -> List[str]:
     def index(r: Release) -> Dict[str, dict]:
-        return {f"{d.get('kind')}/{(d.get('metadata') or {}).get('name')}": d for d in r.docs
-                if d.get("kind") not in ("RayService", "ConfigMap")}
+        return {
+            f"{d.get('kind')}/{(d.get('metadata') or {}).get('name')}": d
+            for d in r.docs
+            if d.get("kind") not in ("RayService", "ConfigMap")
+        }
 
     a, b = index(old), index(new)
-    return ([f"+ {k}" for k in sorted(set(b) - set(a))] + [f"- {k}" for k in sorted(set(a) - set(b))]
-            + [f"~ {k}" for k in sorted(set(a) & set(b)) if a[k] != b[k]])
+    return (
+        [f"+ {k}" for k in sorted(set(b) - set(a))]
+        + [f"- {k}" for k in sorted(set(a) - set(b))]
+        + [f"~ {k}" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+    )
 
 
 # --------------------------------------------------------------------------- the whole diff
@@ -314,14 +360,19 @@ def other_changes(old: Release, new: Release) -> List[str]:
 def compare(old: Release, new: Release) -> Dict[str, Any]:
     serve = serve_changes(old, new)
     cluster = cluster_changes(old, new)
-    report = {
-        "old": old.label, "new": new.label,
-        "serve": serve, "cluster": cluster, "upgrade_peak": upgrade_peak(new, cluster),
-        "configmaps": config_map_changes(old, new), "other_objects": other_changes(old, new),
+    report: Dict[str, Any] = {
+        "old": old.label,
+        "new": new.label,
+        "serve": serve,
+        "cluster": cluster,
+        "upgrade_peak": upgrade_peak(new, cluster),
+        "configmaps": config_map_changes(old, new),
+        "other_objects": other_changes(old, new),
         "ray_version": _ray_versions(old, new),
     }
-    report["differs"] = bool(serve["apps"] or serve["http"] or cluster["change"] != "none" or report["configmaps"]
-                             or report["other_objects"])
+    report["differs"] = bool(
+        serve["apps"] or serve["http"] or cluster["change"] != "none" or report["configmaps"] or report["other_objects"]
+    )
     return report
 
 
@@ -339,8 +390,10 @@ def render_text(report: Dict[str, Any]) -> str:
     lines.append("Serve (serveConfigV2, applied in place on the serving cluster):")
     for app in serve["apps"]:
         if app["change"] == "redeployed":
-            lines.append(f"  ~ {app['app']}: redeployed: every replica of the app is replaced "
-                         "(its import_path/args/runtime_env changed)")
+            lines.append(
+                f"  ~ {app['app']}: redeployed: every replica of the app is replaced "
+                "(its import_path/args/runtime_env changed)"
+            )
             if app["models_changed"]:
                 lines.append(f"      models changed: {', '.join(app['models_changed'])}")
             if app["models_restarted_with_them"]:
@@ -349,11 +402,15 @@ def render_text(report: Dict[str, Any]) -> str:
         elif app["change"] == "updated in place":
             lines.append(f"  ~ {app['app']}: updated in place (no restart): " + "; ".join(app["why"][:3]))
         else:
-            lines.append(f"  {'+' if app['change'] == 'added' else '-'} {app['app']}: {app['change']}"
-                         + (f" ({', '.join(app['models'])})" if app.get("models") else ""))
+            lines.append(
+                f"  {'+' if app['change'] == 'added' else '-'} {app['app']}: {app['change']}"
+                + (f" ({', '.join(app['models'])})" if app.get("models") else "")
+            )
     if serve["http"]:
-        lines.append("  ! http_options/proxy_location changed: Serve applies them only on a new cluster: "
-                     + "; ".join(serve["http"][:3]))
+        lines.append(
+            "  ! http_options/proxy_location changed: Serve applies them only on a new cluster: "
+            + "; ".join(serve["http"][:3])
+        )
     if not serve["apps"] and not serve["http"]:
         lines.append("  (no application changes)")
     cluster = report["cluster"]
@@ -364,16 +421,16 @@ def render_text(report: Dict[str, Any]) -> str:
     verdict = {
         "none": "  no cluster change",
         "replica bounds only": "  no new cluster, and NOT applied to the running cluster: KubeRay ignores min/max "
-                               "replicas when it compares specs, so they take effect only with the next new cluster "
-                               "or in-place update (e.g. a tier added at the end)",
+        "replicas when it compares specs, so they take effect only with the next new cluster "
+        "or in-place update (e.g. a tier added at the end)",
         "worker groups added in place": "  no new cluster: worker groups added at the end are added to the running "
-                                        "cluster: " + ", ".join(cluster.get("added_groups", [])),
+        "cluster: " + ", ".join(cluster.get("added_groups", [])),
         "new cluster": "  a NEW RayCluster is built beside the running one; traffic moves to it when its apps are "
-                       "RUNNING, then the old one is deleted. Because:",
+        "RUNNING, then the old one is deleted. Because:",
         "new cluster, incrementally": "  a NEW RayCluster is built and traffic moves to it step by step (Gateway "
-                                      "API). Because:",
+        "API). Because:",
         "not applied": "  the cluster spec changed but upgradeStrategy None leaves the running cluster as it is "
-                       "(these changes do not apply until it is recreated). Changed:",
+        "(these changes do not apply until it is recreated). Changed:",
     }[cluster["change"]]
     lines.append(verdict)
     lines += [f"    - {w}" for w in cluster["why"][:12]]
@@ -382,10 +439,15 @@ def render_text(report: Dict[str, Any]) -> str:
     lines += [f"  autoscaler bounds: {b}" for b in cluster["autoscaler_bounds"]]
     peak = report["upgrade_peak"]
     if peak:
-        pools = "; ".join(f"{g}: {p['nodes']} node(s), {p['gpus']} GPU(s) [{p['node_pool']}]"
-                          for g, p in peak["pools"].items()) or "no GPU node (every model scales from zero)"
-        lines.append(f"  upgrade peak: at least {peak['extra_gpus_at_least']} extra GPU(s) beside the running "
-                     f"cluster: {pools}")
+        pools = (
+            "; ".join(
+                f"{g}: {p['nodes']} node(s), {p['gpus']} GPU(s) [{p['node_pool']}]" for g, p in peak["pools"].items()
+            )
+            or "no GPU node (every model scales from zero)"
+        )
+        lines.append(
+            f"  upgrade peak: at least {peak['extra_gpus_at_least']} extra GPU(s) beside the running cluster: {pools}"
+        )
         lines.append(f"    ({peak['note']})")
     lines.append("")
     lines.append("ConfigMaps:")
@@ -430,8 +492,9 @@ def load_side(label: str, files: Sequence[Path], sets: Sequence[str], release: s
         result = validate_values(list(files), list(sets), [], release=release)
         if not result.valid:
             problems = "; ".join(f"{f.path}: {f.message}" for f in result.errors[:5])
-            raise RayLLMError(message=f"{label}: the values are invalid ({problems})",
-                              fix=f"run `ray-llm validate` on {label}")
+            raise RayLLMError(
+                message=f"{label}: the values are invalid ({problems})", fix=f"run `ray-llm validate` on {label}"
+            )
         proc = render.result()
     if proc.returncode != 0:
         raise RayLLMError(message=f"{label}: helm template failed: {proc.stderr.strip()[-800:]}")

@@ -20,19 +20,33 @@ from typing import List, Optional, Sequence
 from .errors import RayLLMError
 
 
-def helm_command(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], release: str,
-                  namespace: str, chart: Optional[Path] = None) -> List[str]:
+def helm_command(
+    files: Sequence[Path],
+    sets: Sequence[str],
+    set_strings: Sequence[str],
+    release: str,
+    namespace: str,
+    chart: Optional[Path] = None,
+) -> List[str]:
     from .helm_tools import ToolError, find_helm
     from .merge import chart_dir
 
     try:
         helm = find_helm()
     except ToolError as exc:
-        raise RayLLMError(message=f"no helm binary: {exc.message}", fix="put helm on PATH or run "
-                          "`python -m rayllm_cli.helm_tools fetch`")
+        raise RayLLMError(
+            message=f"no helm binary: {exc.message}",
+            fix="put helm on PATH or run `python -m rayllm_cli.helm_tools fetch`",
+        ) from exc
     helm_env = os.environ.get("HELM_BIN")
-    cmd = [helm_env if helm_env and os.path.exists(helm_env) else str(helm), "template", release,
-           str(chart or chart_dir()), "--namespace", namespace]
+    cmd = [
+        helm_env if helm_env and os.path.exists(helm_env) else str(helm),
+        "template",
+        release,
+        str(chart or chart_dir()),
+        "--namespace",
+        namespace,
+    ]
     for f in files:
         cmd += ["-f", str(f)]
     for s in sets:
@@ -73,8 +87,10 @@ class HelmRun:
             timer.cancel()
         if expired.is_set():
             self.cancel()
-            raise RayLLMError(message=f"helm template did not finish in {timeout:.0f} s",
-                              fix="check the chart for template loops, or the machine for load")
+            raise RayLLMError(
+                message=f"helm template did not finish in {timeout:.0f} s",
+                fix="check the chart for template loops, or the machine for load",
+            )
         texts = []
         for f in (self._out, self._err):
             f.seek(0)
@@ -100,8 +116,9 @@ class HelmRender:
     Use as a context manager: an unused render is stopped and cleaned up.
     """
 
-    def __init__(self, files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], release: str,
-                 namespace: str):
+    def __init__(
+        self, files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], release: str, namespace: str
+    ):
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
         self._saved_stdin = None
         self.run: Optional[HelmRun] = None

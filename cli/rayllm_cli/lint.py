@@ -9,10 +9,16 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import ERROR, NOTICE, WARNING, Finding
 from .helm_run import HelmRender
-from .ray_verdicts import (ENV_RAY_SCHEMAS, UNSET as _UNSET, early_child, installed_version, ray_installed,
-                           ray_schemas_off, verdict_cache_dir)
+from .ray_verdicts import (
+    ENV_RAY_SCHEMAS,
+    early_child,
+    installed_version,
+    ray_installed,
+    ray_schemas_off,
+    verdict_cache_dir,
+)
+from .ray_verdicts import UNSET as _UNSET
 from .validate import Result, validate_values
-
 
 
 @dataclass
@@ -28,9 +34,10 @@ def _ray_items(docs: List[dict]) -> List[tuple]:
         if d.get("kind") == "RayService":
             text = (d.get("spec") or {}).get("serveConfigV2")
             if isinstance(text, str):
-                items.append(("ServeDeploySchema", f"RayService/{d.get('metadata', {}).get('name')} spec.serveConfigV2",
-                              text))
-        labels = ((d.get("metadata") or {}).get("labels") or {})
+                items.append(
+                    ("ServeDeploySchema", f"RayService/{d.get('metadata', {}).get('name')} spec.serveConfigV2", text)
+                )
+        labels = (d.get("metadata") or {}).get("labels") or {}
         if d.get("kind") == "ConfigMap" and labels.get("app.kubernetes.io/component") == "model-config":
             for key, text in (d.get("data") or {}).items():
                 items.append(("LLMConfig", f"ConfigMap/{d['metadata'].get('name')} data.{key}", text))
@@ -64,7 +71,7 @@ def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Fin
         from .ray_verdicts import check_items
 
         fresh = check_items([(items[i][0], items[i][2]) for i in todo], child)
-        for i, error in zip(todo, fresh):
+        for i, error in zip(todo, fresh, strict=True):  # one verdict per item (RayChild.run checks)
             verdicts[i] = error
             write_json_cache(files[i], {"error": error})
 
@@ -74,12 +81,27 @@ def _ray_findings(docs: List[dict], child=None, cache: Any = _UNSET) -> List[Fin
         if error is None:
             continue
         if schema == "ServeDeploySchema":
-            out.append(Finding("ray:ServeDeploySchema", ERROR, where, f"Ray Serve rejects serveConfigV2: {error}",
-                               expected="a valid Ray Serve config", fix="check customApps / llmApps settings"))
+            out.append(
+                Finding(
+                    "ray:ServeDeploySchema",
+                    ERROR,
+                    where,
+                    f"Ray Serve rejects serveConfigV2: {error}",
+                    expected="a valid Ray Serve config",
+                    fix="check customApps / llmApps settings",
+                )
+            )
         else:
-            out.append(Finding("ray:LLMConfig", ERROR, where, f"Ray's LLMConfig rejects this model file: {error}",
-                                     expected="a valid ray.serve.llm.LLMConfig",
-                                     fix="fix the model's Ray sections (model_loading_config, engine_kwargs, ...)"))
+            out.append(
+                Finding(
+                    "ray:LLMConfig",
+                    ERROR,
+                    where,
+                    f"Ray's LLMConfig rejects this model file: {error}",
+                    expected="a valid ray.serve.llm.LLMConfig",
+                    fix="fix the model's Ray sections (model_loading_config, engine_kwargs, ...)",
+                )
+            )
     return out
 
 
@@ -94,18 +116,34 @@ def _ray_release_mismatch(ray_version: Any) -> Optional[Finding]:
     if here is None or not isinstance(ray_version, str) or here.split(".")[:2] == ray_version.split(".")[:2]:
         return None
     return Finding(
-        rule="ray:version", severity=WARNING, path="rayVersion",
-        message=(f"Ray's schemas were checked with Ray {here} (installed here) while the pods run Ray "
-                 f"{ray_version} (rayVersion): fields that Ray {ray_version}'s LLMConfig or ServeDeploySchema "
-                 "would refuse (or read differently) are not caught"),
-        value=ray_version, expected=f"lint with the pods' Ray, {ray_version}",
-        fix=f"lint from an environment with ray[serve,llm]=={ray_version} (make setup installs the chart's rayVersion)")
+        rule="ray:version",
+        severity=WARNING,
+        path="rayVersion",
+        message=(
+            f"Ray's schemas were checked with Ray {here} (installed here) while the pods run Ray "
+            f"{ray_version} (rayVersion): fields that Ray {ray_version}'s LLMConfig or ServeDeploySchema "
+            "would refuse (or read differently) are not caught"
+        ),
+        value=ray_version,
+        expected=f"lint with the pods' Ray, {ray_version}",
+        fix=f"lint from an environment with ray[serve,llm]=={ray_version} (make setup installs the chart's rayVersion)",
+    )
 
 
-def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, strict: bool = False,
-                release: str = "ray-llm", namespace: str = "default", kubernetes_version: Optional[str] = None,
-                debug: Callable[[str], None] = lambda _m: None, render: Optional[HelmRender] = None,
-                ray_child: Any = _UNSET, cache: Any = _UNSET) -> LintResult:
+def lint_values(
+    files: Sequence[Path],
+    sets: Sequence[str],
+    set_strings: Sequence[str],
+    *,
+    strict: bool = False,
+    release: str = "ray-llm",
+    namespace: str = "default",
+    kubernetes_version: Optional[str] = None,
+    debug: Callable[[str], None] = lambda _m: None,
+    render: Optional[HelmRender] = None,
+    ray_child: Any = _UNSET,
+    cache: Any = _UNSET,
+) -> LintResult:
     """validate, helm template, then every check on the rendered objects.
 
     ``render``: a HelmRender already started by the caller (the CLI starts it
@@ -117,9 +155,19 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
     """
     if render is None:
         with HelmRender(files, sets, set_strings, release, namespace) as own:
-            return lint_values(files, sets, set_strings, strict=strict, release=release, namespace=namespace,
-                               kubernetes_version=kubernetes_version, debug=debug, render=own,
-                               ray_child=ray_child, cache=cache)
+            return lint_values(
+                files,
+                sets,
+                set_strings,
+                strict=strict,
+                release=release,
+                namespace=namespace,
+                kubernetes_version=kubernetes_version,
+                debug=debug,
+                render=own,
+                ray_child=ray_child,
+                cache=cache,
+            )
     if cache is _UNSET:
         cache = verdict_cache_dir()  # one lookup of the library versions per lint
     if ray_child is not _UNSET:  # the caller started it and stops it
@@ -132,15 +180,26 @@ def lint_values(files: Sequence[Path], sets: Sequence[str], set_strings: Sequenc
             child.cancel()  # not needed after all (values errors, everything cached, ...)
 
 
-def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRender, child, cache: Optional[Path],
-          debug: Callable[[str], None], release: str) -> LintResult:
+def _lint(
+    files,
+    sets,
+    set_strings,
+    strict,
+    kubernetes_version,
+    render: HelmRender,
+    child,
+    cache: Optional[Path],
+    debug: Callable[[str], None],
+    release: str,
+) -> LintResult:
     try:
         base = validate_values(files, sets, set_strings, strict=strict, release=release)
     except BaseException:
         render.cancel()
         raise
-    result = LintResult(findings=list(base.findings), merged=base.merged, model=base.model, strict=strict)
-    if base.merged is None or any(f.severity == ERROR for f in base.findings):
+    merged = base.merged
+    result = LintResult(findings=list(base.findings), merged=merged, model=base.model, strict=strict)
+    if merged is None or any(f.severity == ERROR for f in base.findings):
         render.cancel()
         result.notes.append("rendering skipped: fix the values errors first")
         return result
@@ -153,15 +212,31 @@ def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRend
     debug(f"helm template exited {proc.returncode}")
     if proc.returncode != 0:
         msg = proc.stderr.strip()[-2000:]
-        result.findings.append(Finding("helm", ERROR, "", f"helm template failed: {msg}",
-                                             expected="the chart renders", fix="see helm's message"))
+        result.findings.append(
+            Finding(
+                "helm",
+                ERROR,
+                "",
+                f"helm template failed: {msg}",
+                expected="the chart renders",
+                fix="see helm's message",
+            )
+        )
         return result
 
     try:
         report = check_rendered(proc.stdout, kubernetes_version=kubernetes_version)
     except CrdNotFoundError as exc:
-        result.findings.append(Finding("crd", ERROR, "", f"KubeRay CRDs not found: {exc}",
-                                             expected="the KubeRay CRDs", fix="set RAYLLM_KUBERAY_CRDS to their directory"))
+        result.findings.append(
+            Finding(
+                "crd",
+                ERROR,
+                "",
+                f"KubeRay CRDs not found: {exc}",
+                expected="the KubeRay CRDs",
+                fix="set RAYLLM_KUBERAY_CRDS to their directory",
+            )
+        )
         return result
     except ManifestParseError as exc:
         result.findings.append(Finding("yaml", ERROR, "", f"rendered output does not parse: {exc}"))
@@ -173,23 +248,30 @@ def _lint(files, sets, set_strings, strict, kubernetes_version, render: HelmRend
             f.severity = ERROR
         result.findings.append(f)
     if ray_schemas_off():
-        result.notes.append(f"Ray's schemas (ServeDeploySchema, LLMConfig) not checked: {ENV_RAY_SCHEMAS}="
-                            f"{os.environ[ENV_RAY_SCHEMAS]}")
+        result.notes.append(
+            f"Ray's schemas (ServeDeploySchema, LLMConfig) not checked: {ENV_RAY_SCHEMAS}={os.environ[ENV_RAY_SCHEMAS]}"
+        )
     elif ray_installed():
         from .ray_verdicts import RayCheckError
 
         try:
             result.findings += _ray_findings(list(report.objects), child, cache)  # parsed once, by check_rendered
-            mismatch = _ray_release_mismatch(result.merged.values.get("rayVersion"))
+            mismatch = _ray_release_mismatch(merged.values.get("rayVersion"))
             if mismatch:
                 result.findings.append(mismatch)
         except ImportError as exc:
             result.notes.append(f"Ray's schemas not checked: {exc} (install ray[serve,llm])")
         except RayCheckError as exc:
-            result.findings.append(Finding(
-                "ray", WARNING, "", f"Ray's schemas could not be checked: the checker process failed ({exc})",
-                expected="a working ray[serve,llm] in this Python",
-                fix=f"run with {ENV_RAY_SCHEMAS}=off to skip, or RAYLLM_RAY_CHECK=inprocess to see the full error"))
+            result.findings.append(
+                Finding(
+                    "ray",
+                    WARNING,
+                    "",
+                    f"Ray's schemas could not be checked: the checker process failed ({exc})",
+                    expected="a working ray[serve,llm] in this Python",
+                    fix=f"run with {ENV_RAY_SCHEMAS}=off to skip, or RAYLLM_RAY_CHECK=inprocess to see the full error",
+                )
+            )
     else:
         result.notes.append("Ray's schemas (ServeDeploySchema, LLMConfig) not checked: ray[serve,llm] is not installed")
     return result

@@ -35,7 +35,7 @@ import yaml
 
 from .errors import RayLLMError
 
-GIB = 1024 ** 3
+GIB = 1024**3
 #: Host memory one engine may take on vLLM's CPU backend: its process (~1 GiB for a small
 #: model) plus the KV cache. vLLM refuses to start when the share leaves no room for the cache.
 CPU_ENGINE_BUDGET = 1.5 * GIB
@@ -56,8 +56,12 @@ class Machine:
         from rayllm_runtime.local_deploy import gpu_available, vllm_unavailable_reason
 
         memory = _host_memory()
-        return cls(gpu=gpu_available() if gpu is None else gpu, vllm_missing=vllm_unavailable_reason(),
-                   memory_bytes=memory, cores=os.cpu_count() or 1)
+        return cls(
+            gpu=gpu_available() if gpu is None else gpu,
+            vllm_missing=vllm_unavailable_reason(),
+            memory_bytes=memory,
+            cores=os.cpu_count() or 1,
+        )
 
     @property
     def cpu_memory_share(self) -> float:
@@ -137,8 +141,10 @@ def fit_llm_config(cfg: Dict[str, Any], machine: Machine, weights: Optional[str]
     share = machine.cpu_memory_share
     asked = engine.get("gpu_memory_utilization")
     if asked is None or float(asked) > share:
-        changes.append(f"gpu_memory_utilization {asked if asked is not None else 'unset'} -> {share} "
-                       f"(on CPU: the share of this host's {machine.memory_bytes / GIB:.0f} GiB for the engine)")
+        changes.append(
+            f"gpu_memory_utilization {asked if asked is not None else 'unset'} -> {share} "
+            f"(on CPU: the share of this host's {machine.memory_bytes / GIB:.0f} GiB for the engine)"
+        )
         engine["gpu_memory_utilization"] = share
     auto = (cfg.get("deployment_config") or {}).get("autoscaling_config")
     if isinstance(auto, dict) and auto.get("min_replicas") == 0 and not auto.get("initial_replicas"):
@@ -155,7 +161,9 @@ def _replicas(cfg: Mapping[str, Any]) -> int:
     return max(1, int(dc.get("num_replicas") or 1)) if dc.get("num_replicas") != "auto" else 1
 
 
-def fit_gateway_model(model: Dict[str, Any], machine: Machine, weights: Optional[str]) -> Tuple[Dict[str, Any], List[str]]:
+def fit_gateway_model(
+    model: Dict[str, Any], machine: Machine, weights: Optional[str]
+) -> Tuple[Dict[str, Any], List[str]]:
     """One model of the runtime's gateway app as it must be here: its vLLM engine on CPU (or the
     transformers engine where vLLM cannot run)."""
     model = copy.deepcopy(model)
@@ -165,7 +173,7 @@ def fit_gateway_model(model: Dict[str, Any], machine: Machine, weights: Optional
         model["model_source"] = weights
     if machine.gpu or model.get("engine", "vllm") != "vllm":
         return model, changes
-    actor = ((model.setdefault("deployment", {})).setdefault("ray_actor_options", {}))
+    actor = (model.setdefault("deployment", {})).setdefault("ray_actor_options", {})
     for key in ("num_gpus", "accelerator_type"):
         if actor.pop(key, None) is not None:
             changes.append(f"ray_actor_options.{key} dropped (no GPU here)")
@@ -182,8 +190,9 @@ def fit_gateway_model(model: Dict[str, Any], machine: Machine, weights: Optional
     return model, changes
 
 
-def fit_to_machine(serve_config: Mapping[str, Any], base_dir: Path, machine: Machine,
-                   weights: Mapping[str, str]) -> Fitted:
+def fit_to_machine(
+    serve_config: Mapping[str, Any], base_dir: Path, machine: Machine, weights: Mapping[str, str]
+) -> Fitted:
     """The laid-out serve config fitted to ``machine``: model files rewritten (new content-addressed
     names, so the chart's hash-verifying builders still verify them), gateway models adapted."""
     from rayllm_runtime.local_deploy import GATEWAY_IMPORT_PATH, LLM_IMPORT_PATHS, load_llm_config
@@ -196,11 +205,15 @@ def fit_to_machine(serve_config: Mapping[str, Any], base_dir: Path, machine: Mac
         if app.get("import_path") in LLM_IMPORT_PATHS:
             if fallback:
                 ids = {}
-                for entry in list(args.get("llm_configs") or []) + ([args["llm_config"]] if args.get("llm_config") else []):
+                for entry in list(args.get("llm_configs") or []) + (
+                    [args["llm_config"]] if args.get("llm_config") else []
+                ):
                     model_id = (load_llm_config(entry, base_dir).get("model_loading_config") or {}).get("model_id", "")
                     ids[model_id] = weights.get(model_id, "")
                 fitted.transformers_fallback[name] = {k: v for k, v in ids.items() if v}
-                fitted.changes.append(f"app {name}: served by the runtime's transformers engine: {machine.vllm_missing}")
+                fitted.changes.append(
+                    f"app {name}: served by the runtime's transformers engine: {machine.vllm_missing}"
+                )
                 fitted.cpus_asked += 0.5 * len(ids)
                 continue
             key = "llm_configs" if "llm_configs" in args else "llm_config"
@@ -258,9 +271,11 @@ def _route_fallback_models_through_gateways(config: Dict[str, Any], fitted: Fitt
 
 def check_secret_mount(name: str, path: Path) -> None:
     if not path.exists():
-        raise RayLLMError(message=f"got --secret {name}={path}, which does not exist",
-                          expected="a directory (the Secret's keys as files) or a file",
-                          fix="point --secret at the files that stand in for the Secret")
+        raise RayLLMError(
+            message=f"got --secret {name}={path}, which does not exist",
+            expected="a directory (the Secret's keys as files) or a file",
+            fix="point --secret at the files that stand in for the Secret",
+        )
 
 
 SayFn = Callable[[str], None]

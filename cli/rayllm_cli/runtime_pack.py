@@ -26,7 +26,8 @@ WORKSTATION_ONLY = frozenset({Path("testing.py"), Path("local_deploy.py")})
 def source_files(root: Path = SOURCE) -> List[Path]:
     """The shipped files: Python sources only (no caches, no tests, no workstation-only modules)."""
     return sorted(
-        rel for rel in (p.relative_to(root) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+        rel
+        for rel in (p.relative_to(root) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
         if rel not in WORKSTATION_ONLY
     )
 

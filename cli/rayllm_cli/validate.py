@@ -35,10 +35,11 @@ def _quick_build() -> Iterator[None]:
 with _quick_build():
     from rayllm_schemas.values import ChartValues
 
-from .errors import ERROR, NOTICE, WARNING, Finding, RayLLMError, format_path
-from .merge import Merged, merge_values
-from .rules import Context, deprecated_key_finding, run_rules
-from .rules.context import get, redact
+# After the models are built: these import them too, and must find them built quickly.
+from .errors import ERROR, NOTICE, WARNING, Finding, RayLLMError, format_path  # noqa: E402
+from .merge import Merged, merge_values  # noqa: E402
+from .rules import Context, deprecated_key_finding, run_rules  # noqa: E402
+from .rules.context import get, redact  # noqa: E402
 
 
 @dataclass
@@ -86,8 +87,17 @@ def schema_findings(values: dict, ctx: Context) -> Tuple[List[Finding], Optional
         for err in exc.errors():
             loc = tuple(err.get("loc", ()))
             # union branches add type names to the location (e.g. "int", "str"); drop them
-            loc = tuple(p for p in loc if not (isinstance(p, str) and (p in {"int", "float", "str", "literal['auto']"}
-                                                                      or p.startswith(("function-", "literal[", "dict[", "list[")))))
+            loc = tuple(
+                p
+                for p in loc
+                if not (
+                    isinstance(p, str)
+                    and (
+                        p in {"int", "float", "str", "literal['auto']"}
+                        or p.startswith(("function-", "literal[", "dict[", "list["))
+                    )
+                )
+            )
             etype = err.get("type", "")
             if etype == "extra_forbidden":
                 dep = deprecated_key_finding(ctx, loc)
@@ -120,11 +130,13 @@ def _schema_hint(etype: str, msg: str, expected: str, got: Any, loc: Sequence[An
         expected = msg
         for prefix in ("Input should be ", "String should ", "Value should "):
             if msg.startswith(prefix):
-                expected = msg[len(prefix):]
+                expected = msg[len(prefix) :]
                 break
     if etype == "string_type" and isinstance(got, (bool, int, float)):
-        return expected, (f"quote {key}'s value (e.g. 'no', '1.10') so YAML reads it as text; unquoted "
-                          "yes/no/on/off/y/n are booleans and digits are numbers")
+        return expected, (
+            f"quote {key}'s value (e.g. 'no', '1.10') so YAML reads it as text; unquoted "
+            "yes/no/on/off/y/n are booleans and digits are numbers"
+        )
     if etype in ("dict_type", "model_type", "model_attributes_type"):
         return "a mapping (key: value)", f"write {key} as a mapping of keys, not a {type(got).__name__}"
     if etype == "list_type":
@@ -207,9 +219,12 @@ def _dedupe(schema: List[Finding], rules: List[Finding]) -> List[Finding]:
     rule_paths = [r.path for r in rules if r.severity == ERROR]
     out = []
     for f in schema:
-        if f.rule == "schema" and f.path and any(
-            rp == f.path or rp.startswith(f.path + ".") for rp in rule_paths
-        ) and not f.message.startswith(("unknown key", "required key")):
+        if (
+            f.rule == "schema"
+            and f.path
+            and any(rp == f.path or rp.startswith(f.path + ".") for rp in rule_paths)
+            and not f.message.startswith(("unknown key", "required key"))
+        ):
             continue
         out.append(f)
     return out
@@ -230,8 +245,10 @@ def validate_values(
     except RayLLMError as exc:
         if exc.exit_code != 1:
             raise
-        return Result(findings=exc.findings or [Finding("yaml", ERROR, exc.path, exc.message, None,
-                                                              exc.expected, exc.fix)], strict=strict)
+        return Result(
+            findings=exc.findings or [Finding("yaml", ERROR, exc.path, exc.message, None, exc.expected, exc.fix)],
+            strict=strict,
+        )
     ctx = Context(merged.values, merged, release)
     schema, model = schema_findings(merged.values, ctx)
     rule_findings = run_rules(ctx)

@@ -46,7 +46,7 @@ import math
 import os
 import re
 import struct
-from typing import Any, Optional
+from typing import Any, Optional, Tuple, TypeVar
 
 import yaml
 
@@ -56,6 +56,8 @@ MAX_NODES = 500_000
 MAX_ALIAS_VALUES = 100_000
 
 PLAIN_TAG = "tag:rayllm.dev,2025:helm-plain"
+# A loader class (SafeLoader or CSafeLoader with HelmScalarsMixin) that install() registers on.
+_LoaderT = TypeVar("_LoaderT", bound=type[yaml.constructor.BaseConstructor])
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
@@ -64,20 +66,32 @@ _FALSE = frozenset({"n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "F
 #: booleans only YAML 1.1 knows: YAML 1.2 tools (and a human) read them as words
 YAML11_BOOLS = (_TRUE | _FALSE) - {"true", "True", "TRUE", "false", "False", "FALSE"}
 _SPECIAL_FLOATS = {
-    ".inf": math.inf, ".Inf": math.inf, ".INF": math.inf,
-    "+.inf": math.inf, "+.Inf": math.inf, "+.INF": math.inf,
-    "-.inf": -math.inf, "-.Inf": -math.inf, "-.INF": -math.inf,
-    ".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan,
+    ".inf": math.inf,
+    ".Inf": math.inf,
+    ".INF": math.inf,
+    "+.inf": math.inf,
+    "+.Inf": math.inf,
+    "+.INF": math.inf,
+    "-.inf": -math.inf,
+    "-.Inf": -math.inf,
+    "-.INF": -math.inf,
+    ".nan": math.nan,
+    ".NaN": math.nan,
+    ".NAN": math.nan,
 }
 _FLOAT_SYNTAX = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _DOT_FLOAT_SYNTAX = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
-_INT_BODY = {16: re.compile(r"[0-9a-fA-F]+"), 8: re.compile(r"[0-7]+"), 2: re.compile(r"[01]+"),
-             10: re.compile(r"[0-9]+")}
+_INT_BODY = {
+    16: re.compile(r"[0-9a-fA-F]+"),
+    8: re.compile(r"[0-7]+"),
+    2: re.compile(r"[01]+"),
+    10: re.compile(r"[0-9]+"),
+}
 
-INT64_MIN, INT64_MAX, UINT64_MAX = -(2 ** 63), 2 ** 63 - 1, 2 ** 64 - 1
+INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 _MAX_DIGITS = {16: 16, 10: 20, 8: 22, 2: 64}  # digits of UINT64_MAX per base
 #: integers beyond this lose precision in Helm (its values are float64 after the JSON round trip)
-EXACT_INT_LIMIT = 2 ** 53
+EXACT_INT_LIMIT = 2**53
 
 
 def max_values_file_bytes() -> int:
@@ -186,7 +200,7 @@ def _go_float_key(value: float) -> str:
         return f"{sign}0.{'0' * (-exp - 1)}{digits}"
     if len(digits) <= exp + 1:
         return f"{sign}{digits}{'0' * (exp + 1 - len(digits))}"
-    return f"{sign}{digits[:exp + 1]}.{digits[exp + 1:]}"
+    return f"{sign}{digits[: exp + 1]}.{digits[exp + 1 :]}"
 
 
 def helm_key(value: Any) -> str:
@@ -218,7 +232,8 @@ class YAMLLimitError(yaml.YAMLError):
         self.message = message
         self.line = line  # 1-based, when known
         # what callers that report yaml.MarkedYAMLError read
-        self.problem_mark = yaml.Mark("<yaml>", 0, line - 1, 0, None, None) if line else None
+        # No buffer, so no snippet: the pointer is never read.
+        self.problem_mark = yaml.Mark("<yaml>", 0, line - 1, 0, None, 0) if line else None
 
     def __str__(self) -> str:
         return self.message
@@ -234,19 +249,21 @@ class LimitsMixin:
     _rl_depth = 0
     _rl_nodes = 0
 
-    def descend_resolver(self, current_node, current_index):  # type: ignore[no-untyped-def]
+    def descend_resolver(self, current_node: Optional[yaml.Node], current_index: Any) -> None:
         self._rl_depth += 1
         self._rl_nodes += 1
         if self._rl_depth > self.max_depth:
-            raise YAMLLimitError("depth", f"the values nest more than {self.max_depth} levels deep",
-                                 self._rl_node_line())
+            raise YAMLLimitError(
+                "depth", f"the values nest more than {self.max_depth} levels deep", self._rl_node_line()
+            )
         if self._rl_nodes > self.max_nodes:
             raise YAMLLimitError("nodes", f"the document has more than {self.max_nodes:,} values")
+        # A mixin: the loader class it is mixed into supplies the resolver methods.
         return super().descend_resolver(current_node, current_index)  # type: ignore[misc]
 
-    def ascend_resolver(self):  # type: ignore[no-untyped-def]
+    def ascend_resolver(self) -> None:
         self._rl_depth -= 1
-        return super().ascend_resolver()  # type: ignore[misc]
+        return super().ascend_resolver()  # type: ignore[misc]  # supplied by the loader class (mixin)
 
     def _rl_node_line(self) -> Optional[int]:
         """The 1-based line of the node being composed, where the parser can tell: PyYAML's
@@ -257,24 +274,24 @@ class LimitsMixin:
         parser at all."""
         if not isinstance(self, yaml.composer.Composer):
             return None
-        event = self.peek_event()  # type: ignore[attr-defined]
+        event = self.peek_event()  # type: ignore[attr-defined]  # a Composer's loader has a Parser too
         return event.start_mark.line + 1 if event is not None and event.start_mark is not None else None
 
 
 class HelmScalarsMixin(LimitsMixin):
     """The limits, and every plain scalar tagged PLAIN_TAG so it is read by :func:`helm_plain_value`."""
 
-    def resolve(self, kind, value, implicit):  # type: ignore[no-untyped-def]
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode and implicit[0]:
             return MERGE_TAG if value == "<<" else PLAIN_TAG
-        return super().resolve(kind, value, implicit)  # type: ignore[misc]
+        return super().resolve(kind, value, implicit)  # type: ignore[misc]  # supplied by the loader class (mixin)
 
 
 def _construct_plain(loader: Any, node: yaml.ScalarNode) -> Any:
     return helm_plain_value(node.value)
 
 
-def install(loader_cls: type) -> type:
+def install(loader_cls: _LoaderT) -> _LoaderT:
     """Register the plain-scalar constructor on ``loader_cls`` (a HelmScalarsMixin loader)."""
     loader_cls.add_constructor(PLAIN_TAG, _construct_plain)
     return loader_cls
@@ -290,7 +307,7 @@ def depth_line(text: str, max_depth: int = MAX_DEPTH) -> Optional[int]:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth >= max_depth:
-                    return event.start_mark.line + 1
+                    return event.start_mark.line + 1 if event.start_mark is not None else None
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
     except yaml.YAMLError:
@@ -345,19 +362,25 @@ def check_aliases(root: yaml.Node) -> None:
             continue
         cid = id(child)
         if cid in open_ids:
-            raise YAMLLimitError("recursive-alias", "an alias refers to the anchor that contains it "
-                                 "(the value would contain itself)", child.start_mark.line + 1)
+            raise YAMLLimitError(
+                "recursive-alias",
+                "an alias refers to the anchor that contains it (the value would contain itself)",
+                child.start_mark.line + 1,
+            )
         known = sizes.get(cid)
         if known is not None:  # an alias: the whole subtree again
             decoded += known + 1
             aliased += known
             frame[2] += known
             if aliased > MAX_ALIAS_VALUES or (
-                    aliased > 100 and decoded > 1000 and aliased / decoded > _allowed_alias_share(decoded)):
+                aliased > 100 and decoded > 1000 and aliased / decoded > _allowed_alias_share(decoded)
+            ):
                 raise YAMLLimitError(
                     "aliases",
                     f"aliases expand the document to more than {decoded:,} values, {aliased:,} of them copies "
-                    "made by aliases (an alias bomb?)", child.start_mark.line + 1)
+                    "made by aliases (an alias bomb?)",
+                    child.start_mark.line + 1,
+                )
             continue
         if isinstance(child, yaml.ScalarNode):
             sizes[cid] = 1

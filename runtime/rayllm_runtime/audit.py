@@ -21,7 +21,9 @@ def get_audit_logger() -> logging.Logger:
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
         logger.propagate = False
-        logger._rayllm_configured = True
+        # The marker lives on the Logger itself (not in this module), so a re-imported
+        # module still sees it and never adds a second handler.
+        setattr(logger, "_rayllm_configured", True)  # noqa: B010
     return logger
 
 

@@ -81,9 +81,7 @@ class AutoscalingOptions(RuntimeConfigModel):
                 f"got min_replicas={self.min_replicas} > max_replicas={self.max_replicas}; "
                 "expected min_replicas <= max_replicas; lower min_replicas or raise max_replicas"
             )
-        if self.initial_replicas is not None and not (
-            self.min_replicas <= self.initial_replicas <= self.max_replicas
-        ):
+        if self.initial_replicas is not None and not (self.min_replicas <= self.initial_replicas <= self.max_replicas):
             raise ValueError(
                 f"got initial_replicas={self.initial_replicas}; expected a value between min_replicas "
                 f"({self.min_replicas}) and max_replicas ({self.max_replicas}); adjust initial_replicas"
@@ -184,7 +182,9 @@ class ModelConfig(RuntimeConfigModel):
     """One model served by its own Ray Serve deployment."""
 
     model_id: str = Field(description="Name clients send as the request's `model`; unique within a gateway.")
-    engine: EngineKind = Field(default=EngineKind.vllm, description="Inference engine: vllm (GPU), cpu (transformers) or fake.")
+    engine: EngineKind = Field(
+        default=EngineKind.vllm, description="Inference engine: vllm (GPU), cpu (transformers) or fake."
+    )
     task: ModelTask = Field(
         default=ModelTask.generate,
         description=(
@@ -197,11 +197,15 @@ class ModelConfig(RuntimeConfigModel):
     )
     model_source: Optional[str] = Field(
         default=None,
-        description="Local path or Hugging Face repo id of the weights; defaults to model_id. Unused by the fake engine.",
+        description=(
+            "Local path or Hugging Face repo id of the weights; defaults to model_id. Unused by the fake engine."
+        ),
     )
     engine_kwargs: Dict[str, Any] = Field(
         default_factory=dict,
-        description="Engine options: vLLM AsyncEngineArgs fields for vllm, CpuEngineOptions / FakeEngineOptions otherwise.",
+        description=(
+            "Engine options: vLLM AsyncEngineArgs fields for vllm, CpuEngineOptions / FakeEngineOptions otherwise."
+        ),
     )
     deployment: DeploymentOptions = Field(
         default_factory=DeploymentOptions, description="Ray Serve options of this model's deployment."
@@ -273,7 +277,8 @@ class ModelConfig(RuntimeConfigModel):
 
 
 class UpstreamConfig(RuntimeConfigModel):
-    """Models served by another Serve application: reached through a Serve handle (``app``) or over HTTP (``base_url``)."""
+    """Models served by another Serve application: reached through a Serve handle (``app``) or over
+    HTTP (``base_url``)."""
 
     model_ids: List[str] = Field(min_length=1, description="Models served by this upstream.")
     app: Optional[str] = Field(
@@ -405,7 +410,9 @@ class IngressDeploymentOptions(RuntimeConfigModel):
 
     num_replicas: Optional[int] = Field(default=None, ge=1, description="Fixed ingress replica count.")
     autoscaling_config: Optional[AutoscalingOptions] = Field(default=None, description="Ingress autoscaling bounds.")
-    max_ongoing_requests: Optional[int] = Field(default=None, ge=1, description="Requests one ingress replica accepts at once.")
+    max_ongoing_requests: Optional[int] = Field(
+        default=None, ge=1, description="Requests one ingress replica accepts at once."
+    )
     ray_actor_options: RayActorOptions = Field(
         default_factory=lambda: RayActorOptions(num_cpus=0),
         description=(

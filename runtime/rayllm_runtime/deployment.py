@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional
 
 from ray import serve
 
@@ -137,7 +137,7 @@ class ModelServer:
     def _input_error(exc: EngineInputError) -> Dict[str, Any]:
         return {"error": {"status": 400, "message": exc.message, "param": exc.param}}
 
-    async def generate(self, payload: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+    async def generate(self, payload: Dict[str, Any]) -> AsyncGenerator[Dict[str, Any], None]:
         """Streamed answer (called with stream=True); deltas ready together are merged."""
         try:
             interval = self.config.stream_batching_interval_ms / 1000
@@ -213,7 +213,8 @@ class RayLLMModelDeployment(ModelServer):
     calls ``generate`` with stream=True for streamed requests and ``complete``
     for the others (see ModelServer for the payloads)."""
 
-    async def __init__(self, config: Dict[str, Any]):
+    # Ray Serve awaits an async constructor (the engine starts inside the replica's event loop).
+    async def __init__(self, config: Dict[str, Any]):  # type: ignore[misc]
         ModelServer.__init__(self, config)
         await self.start()
 
@@ -230,6 +231,7 @@ def deployment_name(model_id: str) -> str:
 def bind_model(config: ModelConfig):
     """Bound deployment for one model with its own Serve options."""
     options = config.deployment.to_serve_options()
-    return RayLLMModelDeployment.options(name=deployment_name(config.model_id), **options).bind(
-        config.model_dump(mode="json")
-    )
+    # @serve.deployment made the class a Deployment; mypy keeps a decorated class's own type.
+    return RayLLMModelDeployment.options(  # type: ignore[attr-defined]
+        name=deployment_name(config.model_id), **options
+    ).bind(config.model_dump(mode="json"))

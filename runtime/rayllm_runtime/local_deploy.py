@@ -169,7 +169,7 @@ def run_serve_config(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    num_cpus: Optional[float] = None,
+    num_cpus: Optional[int] = None,
     base_dir: Optional[os.PathLike] = None,
     ray_resources: Optional[Mapping[str, float]] = None,
     deploy_timeout_s: Optional[float] = None,
@@ -210,8 +210,13 @@ def run_serve_config(
     if not ray.is_initialized():
         # address="local": always a Ray of our own, sized and given the placement resources here;
         # a plain ray.init() would join a Ray someone started on this machine (`ray start`).
-        context = ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                           log_to_driver=True, resources=dict(ray_resources) if ray_resources else None)
+        context = ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=True,
+            resources=dict(ray_resources) if ray_resources else None,
+        )
         _started_ray = True
         ray_address = str(getattr(context, "address_info", {}).get("gcs_address") or "")
 
@@ -256,27 +261,35 @@ def wait_running(names: List[str], timeout_s: Optional[float]) -> None:
     while True:
         apps = serve.status().applications
         states = {n: apps.get(n) for n in names}
-        failed = [n for n, a in states.items() if a is not None and str(a.status).endswith("DEPLOY_FAILED")]
-        if failed:
-            details = "; ".join(f"{n}: {states[n].message or 'no message'}" for n in failed)
-            raise LocalDeployError(f"got applications {failed} in DEPLOY_FAILED ({details[:3000]}); expected RUNNING; "
-                                   "fix the app's args or model files")
-        stuck = [(n, d, dep.message) for n, a in states.items() for d, dep in ((a.deployments if a else {}) or {}).items()
-                 if UNSCHEDULABLE in (dep.message or "")]
+        failed_apps = {n: a for n, a in states.items() if a is not None and str(a.status).endswith("DEPLOY_FAILED")}
+        if failed_apps:
+            failed = list(failed_apps)
+            details = "; ".join(f"{n}: {a.message or 'no message'}" for n, a in failed_apps.items())
+            raise LocalDeployError(
+                f"got applications {failed} in DEPLOY_FAILED ({details[:3000]}); expected RUNNING; "
+                "fix the app's args or model files"
+            )
+        stuck = [
+            (n, d, dep.message)
+            for n, a in states.items()
+            for d, dep in ((a.deployments if a else {}) or {}).items()
+            if UNSCHEDULABLE in (dep.message or "")
+        ]
         if stuck:
             n, d, message = stuck[0]
             raise LocalDeployError(
                 f"got deployment {n}/{d} unschedulable on the local Ray ({message.strip()[:600]}); expected every "
                 f"replica placed; the local Ray has {ray_cpus():g} logical CPU(s) and the custom resources the chart's "
-                "groups declare: raise --num-cpus (logical CPUs may exceed the cores), or disable models")
+                "groups declare: raise --num-cpus (logical CPUs may exceed the cores), or disable models"
+            )
         if all(a is not None and str(a.status).endswith("RUNNING") for a in states.values()):
             return
         if deadline is not None and time.monotonic() > deadline:
             waiting = []
             for n, a in states.items():
-                for dname, d in ((a.deployments if a else {}) or {}).items():
-                    if not str(d.status).endswith("HEALTHY"):
-                        waiting.append(f"{n}/{dname}: {(d.message or str(d.status))[:300]}")
+                for dname, dep in ((a.deployments if a else {}) or {}).items():
+                    if not str(dep.status).endswith("HEALTHY"):
+                        waiting.append(f"{n}/{dname}: {(dep.message or str(dep.status))[:300]}")
             raise LocalDeployError(
                 f"got applications not RUNNING after {timeout_s:g} s (waiting: {'; '.join(waiting) or 'unknown'}); "
                 f"expected every replica started; the local Ray has {ray_cpus():g} logical CPU(s): raise --num-cpus "

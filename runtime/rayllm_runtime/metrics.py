@@ -44,26 +44,42 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         # prometheus_client appends _total to counters itself.
         self.requests = Counter(
-            METRIC_REQUESTS[: -len("_total")], "Requests by model, endpoint and HTTP status.",
-            ["model", "endpoint", "status"], registry=self.registry,
+            METRIC_REQUESTS[: -len("_total")],
+            "Requests by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            METRIC_LATENCY, "End-to-end request latency.", ["model", "endpoint"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            METRIC_LATENCY,
+            "End-to-end request latency.",
+            ["model", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.ttft = Histogram(
-            METRIC_TTFT, "Time to first streamed token.", ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+            METRIC_TTFT,
+            "Time to first streamed token.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.tokens = Counter(
-            METRIC_TOKENS[: -len("_total")], "Tokens processed by kind (prompt/completion).",
-            ["model", "kind"], registry=self.registry,
+            METRIC_TOKENS[: -len("_total")],
+            "Tokens processed by kind (prompt/completion).",
+            ["model", "kind"],
+            registry=self.registry,
         )
         self.errors = Counter(
-            METRIC_ERRORS[: -len("_total")], "Failed requests by model and error type.",
-            ["model", "type"], registry=self.registry,
+            METRIC_ERRORS[: -len("_total")],
+            "Failed requests by model and error type.",
+            ["model", "type"],
+            registry=self.registry,
         )
         self.in_flight = Gauge(
-            METRIC_IN_FLIGHT, "Requests being processed.", ["model"], registry=self.registry,
+            METRIC_IN_FLIGHT,
+            "Requests being processed.",
+            ["model"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, AsyncIterator, Awaitable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Awaitable, Dict, List, Optional, Union, cast
 
 from rayllm_runtime.config import GatewayArgs, ModelConfig, UpstreamConfig
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger("rayllm.routing")
 
@@ -42,10 +45,10 @@ class LocalModelBackend:
         self.model_id = model_id
         self.handle = handle
         self.task = task  # ModelTask value: "generate" or "transcription"
-        # Derived handles share the router; made once, not per request.
-        self._stream_handle = None
-        self._complete_handle = None
-        self._transcribe_handle = None
+        # Derived handles (Ray's DeploymentHandle) share the router; made once, not per request.
+        self._stream_handle: Any = None
+        self._complete_handle: Any = None
+        self._transcribe_handle: Any = None
 
     def stream(self, payload: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
         """Deltas of a streamed request."""
@@ -70,7 +73,7 @@ class _InProcessStream:
     """A colocated model's stream with the ``cancel()`` of a handle's stream,
     so the gateway stops both kinds the same way when a client leaves."""
 
-    def __init__(self, stream: AsyncIterator[Dict[str, Any]]):
+    def __init__(self, stream: AsyncGenerator[Dict[str, Any], None]):
         self._stream = stream
 
     def __aiter__(self) -> "_InProcessStream":
@@ -125,15 +128,16 @@ class UpstreamBackend:
 
     def __init__(self, config: UpstreamConfig):
         self.config = config
-        self._client = None
+        self._client: Optional[httpx.AsyncClient] = None
 
     @property
-    def client(self):
+    def client(self) -> httpx.AsyncClient:
         if self._client is None:
             import httpx
 
             self._client = httpx.AsyncClient(
-                base_url=self.config.base_url,
+                # cast: an upstream without `app` has a base_url (UpstreamConfig checks exactly one is set).
+                base_url=cast(str, self.config.base_url),
                 timeout=httpx.Timeout(self.config.timeout_s, connect=10.0),
             )
         return self._client
@@ -164,7 +168,7 @@ class ServeAppBackend:
 
     def __init__(self, config: UpstreamConfig):
         self.config = config
-        self._handle = None
+        self._handle: Any = None  # Ray's DeploymentHandle, made on first use
 
     @property
     def handle(self) -> Any:

@@ -132,7 +132,10 @@ def build_tiny_lora(
     out.mkdir(parents=True, exist_ok=True)
     config = json.loads((Path(base) / "config.json").read_text())
     hidden, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
-    heads, kv_heads = int(config["num_attention_heads"]), int(config.get("num_key_value_heads") or config["num_attention_heads"])
+    heads, kv_heads = (
+        int(config["num_attention_heads"]),
+        int(config.get("num_key_value_heads") or config["num_attention_heads"]),
+    )
     head_dim = hidden // heads
     out_features = {"q_proj": hidden, "k_proj": kv_heads * head_dim, "v_proj": kv_heads * head_dim, "o_proj": hidden}
     generator = torch.Generator().manual_seed(seed)
@@ -143,11 +146,24 @@ def build_tiny_lora(
             tensors[f"{prefix}.lora_A.weight"] = torch.randn(rank, hidden, generator=generator) * 0.1
             tensors[f"{prefix}.lora_B.weight"] = torch.randn(out_features[module], rank, generator=generator) * 0.1
     save_file(tensors, str(out / "adapter_model.safetensors"))
-    (out / "adapter_config.json").write_text(json.dumps({
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": 2 * rank, "lora_dropout": 0.0,
-        "bias": "none", "target_modules": list(target_modules), "base_model_name_or_path": str(base),
-        "fan_in_fan_out": False, "inference_mode": True, "modules_to_save": None,
-    }, indent=2))
+    (out / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "task_type": "CAUSAL_LM",
+                "r": rank,
+                "lora_alpha": 2 * rank,
+                "lora_dropout": 0.0,
+                "bias": "none",
+                "target_modules": list(target_modules),
+                "base_model_name_or_path": str(base),
+                "fan_in_fan_out": False,
+                "inference_mode": True,
+                "modules_to_save": None,
+            },
+            indent=2,
+        )
+    )
     return out
 
 
@@ -163,7 +179,7 @@ def wait_http_ok(url: str, timeout_s: float = 60.0, headers=None) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
-    last = None
+    last: object = None  # the last status code or transport error, for the message
     while time.monotonic() < deadline:
         try:
             response = httpx.get(url, timeout=5.0, headers=headers)
@@ -282,9 +298,15 @@ def build_tiny_whisper(
     gen.decoder_start_token_id = ids["<|startoftranscript|>"]
     gen.eos_token_id = eot
     gen.pad_token_id = eot
-    gen.no_timestamps_token_id = ids["<|notimestamps|>"]
-    gen.lang_to_id = {f"<|{code}|>": ids[f"<|{code}|>"] for code in LANGUAGES}
-    gen.task_to_id = {"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]}
-    gen.is_multilingual = True
+    # Whisper's own generation keys: GenerationConfig keeps them as plain attributes
+    # (its class does not declare them).
+    whisper_keys = {
+        "no_timestamps_token_id": ids["<|notimestamps|>"],
+        "lang_to_id": {f"<|{code}|>": ids[f"<|{code}|>"] for code in LANGUAGES},
+        "task_to_id": {"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        "is_multilingual": True,
+    }
+    for key, value in whisper_keys.items():
+        setattr(gen, key, value)
     model.save_pretrained(out)
     return out

@@ -31,26 +31,44 @@ MAP_ENTRIES = {"tiers": TierValues, "models": ModelValues, "llmApps": LLMAppValu
 
 #: One example entry of each map, shown commented out in values.yaml (tests validate them).
 EXAMPLE_ENTRIES: Dict[str, Tuple[str, Dict[str, Any]]] = {
-    "tiers": ("medium", {
-        "acceleratorType": "L4", "gpusPerWorker": 1, "minReplicas": 0, "maxReplicas": 4,
-        "resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"cpu": "10", "memory": "40Gi"}},
-        "nodeSelector": {"cloud.google.com/gke-nodepool": "l4-pool"},
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    }),
-    "models": ("qwen-7b", {
-        "tier": "medium", "family": "qwen", "app": "chat",
-        "model_loading_config": {"model_id": "qwen2.5-7b-instruct", "model_source": "Qwen/Qwen2.5-7B-Instruct"},
-        "engine_kwargs": {"dtype": "bfloat16", "max_model_len": 8192, "gpu_memory_utilization": 0.9},
-        "deployment_config": {"autoscaling_config": {"min_replicas": 0, "max_replicas": 4,
-                                                     "target_ongoing_requests": 16},
-                              "max_ongoing_requests": 32},
-    }),
+    "tiers": (
+        "medium",
+        {
+            "acceleratorType": "L4",
+            "gpusPerWorker": 1,
+            "minReplicas": 0,
+            "maxReplicas": 4,
+            "resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"cpu": "10", "memory": "40Gi"}},
+            "nodeSelector": {"cloud.google.com/gke-nodepool": "l4-pool"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    ),
+    "models": (
+        "qwen-7b",
+        {
+            "tier": "medium",
+            "family": "qwen",
+            "app": "chat",
+            "model_loading_config": {"model_id": "qwen2.5-7b-instruct", "model_source": "Qwen/Qwen2.5-7B-Instruct"},
+            "engine_kwargs": {"dtype": "bfloat16", "max_model_len": 8192, "gpu_memory_utilization": 0.9},
+            "deployment_config": {
+                "autoscaling_config": {"min_replicas": 0, "max_replicas": 4, "target_ongoing_requests": 16},
+                "max_ongoing_requests": 32,
+            },
+        },
+    ),
     "llmApps": ("chat", {"routePrefix": "/chat"}),
-    "customApps": ("gateway", {
-        "import_path": "rayllm_runtime.apps:build_gateway", "route_prefix": "/gateway",
-        "args": {"auth": {"api_keys_path": "/home/ray/rayllm/secrets/api-keys"},
-                 "rate_limit": {"requests_per_minute": 600, "burst": 60}},
-    }),
+    "customApps": (
+        "gateway",
+        {
+            "import_path": "rayllm_runtime.apps:build_gateway",
+            "route_prefix": "/gateway",
+            "args": {
+                "auth": {"api_keys_path": "/home/ray/rayllm/secrets/api-keys"},
+                "rate_limit": {"requests_per_minute": 600, "burst": 60},
+            },
+        },
+    ),
 }
 
 HEADER = """\
@@ -97,7 +115,7 @@ def _field_default(field: Any) -> Tuple[bool, Any]:
     return False, None
 
 
-def ordered_fields(model: type) -> List[Tuple[str, Any]]:
+def ordered_fields(model: type[BaseModel]) -> List[Tuple[str, Any]]:
     """The model's fields, its own before the ones it inherits (a tier's acceleratorType before the
     nodeSelector every pod group has)."""
     own = [n for n in getattr(model, "__annotations__", {}) if n in model.model_fields]
@@ -154,8 +172,13 @@ def _scalar(value: Any) -> str:
     text = str(value)
     # plain when YAML 1.1 (Helm's reading) gives back the same string; quoted otherwise
     try:
-        plain = text != "" and yaml.safe_load(text) == text and text.strip() == text and ": " not in text \
+        plain = (
+            text != ""
+            and yaml.safe_load(text) == text
+            and text.strip() == text
+            and ": " not in text
             and not text.startswith(("#", "*", "&", "!", "%", "@", "`", "{", "[", "'", '"', "-", "?"))
+        )
     except yaml.YAMLError:
         plain = False
     return text if plain else json.dumps(text)
@@ -210,7 +233,7 @@ def _emit(model: type, instance: Any, indent: int) -> List[str]:
             out.append(f"{pad}{key}: {_scalar(value)}")
         if indent == 0 and key in EXAMPLE_ENTRIES:
             entry_name, entry = EXAMPLE_ENTRIES[key]
-            out.append(f"# For example (see README.md for every key of an entry):")
+            out.append("# For example (see README.md for every key of an entry):")
             out += ["#   " + line for line in [f"{entry_name}:"] + _block(entry, 2)]
         if indent == 0:
             out.append("")

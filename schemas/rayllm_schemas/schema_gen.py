@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List
 
 from .values import ChartValues
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 
@@ -82,7 +85,7 @@ MAP_ENTRY_DEFAULTS = (
 )
 
 
-def entry_defaults(model: type) -> dict:
+def entry_defaults(model: type[BaseModel]) -> dict:
     """The defaults Pydantic fills into one entry of ``model`` (by alias; unset optional keys left out).
 
     A field with a default applies when its key is absent, whole: ``resources``
@@ -96,7 +99,7 @@ def entry_defaults(model: type) -> dict:
         if field.default is not PydanticUndefined:
             value = field.default
         elif field.default_factory is not None:
-            value = field.default_factory()
+            value = field.get_default(call_default_factory=True)  # the factory's value (no validated data)
         else:
             continue  # required
         if isinstance(value, BaseModel):
@@ -134,16 +137,22 @@ def render_generated_template() -> str:
     ]
     for _key, name, class_name in MAP_ENTRY_DEFAULTS:
         lines += define(name, entry_defaults(getattr(values_module, class_name)))
-    lines += define("ray-llm.constants.secrets", {
-        "tokenFormats": [list(item) for item in secret_patterns.TOKEN_FORMATS],
-        "envName": secret_patterns.SECRETISH_ENV_NAME,
-        "pointerName": secret_patterns.SECRET_POINTER_NAME,
-        "keyInJson": secret_patterns.SECRETISH_KEY_IN_JSON,
-    })
-    lines += define("ray-llm.constants.patterns", {
-        "hubId": values_module.HUB_ID_PATTERN,
-        "loraUri": values_module.LORA_URI_PATTERN,
-    })
+    lines += define(
+        "ray-llm.constants.secrets",
+        {
+            "tokenFormats": [list(item) for item in secret_patterns.TOKEN_FORMATS],
+            "envName": secret_patterns.SECRETISH_ENV_NAME,
+            "pointerName": secret_patterns.SECRET_POINTER_NAME,
+            "keyInJson": secret_patterns.SECRETISH_KEY_IN_JSON,
+        },
+    )
+    lines += define(
+        "ray-llm.constants.patterns",
+        {
+            "hubId": values_module.HUB_ID_PATTERN,
+            "loraUri": values_module.LORA_URI_PATTERN,
+        },
+    )
     lines += define("ray-llm.constants.templateRules", template_rule_ids())
     return "\n".join(lines) + "\n"
 

@@ -28,9 +28,7 @@ QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 # fail to deploy. A regular expression (not a version compare) so that Helm's own
 # values.schema.json check states the same floor under draft-07 and 2020-12.
 MIN_RAY_VERSION = "2.59.0"
-RAY_VERSION_PATTERN = (
-    r"^(2\.(59|[6-9][0-9]|[1-9][0-9]{2,})|([3-9]|[1-9][0-9]+)\.(0|[1-9][0-9]*))\.(0|[1-9][0-9]*)$"
-)
+RAY_VERSION_PATTERN = r"^(2\.(59|[6-9][0-9]|[1-9][0-9]{2,})|([3-9]|[1-9][0-9]+)\.(0|[1-9][0-9]*))\.(0|[1-9][0-9]*)$"
 # The Ray release the project tests against, and the chart's default image.
 DEFAULT_RAY_VERSION = "2.60.0"
 
@@ -70,13 +68,24 @@ def tier_resource_name(tier: str) -> str:
 # --------------------------------------------------------------------------
 
 
+#: A PersistentVolumeClaim access mode (Kubernetes spelling).
+AccessMode = Literal["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod"]
+
+
+def _read_write_many() -> List[AccessMode]:
+    return ["ReadWriteMany"]
+
+
 class ResourceList(ChartModel):
     """A container's cpu/memory (and extended resources) quantities."""
 
     cpu: Optional[Quantity] = Field(None, description="CPU quantity, e.g. `4` or `500m`.")
     memory: Optional[str] = Field(None, description="Memory quantity, e.g. `16Gi`.", pattern=QUANTITY_PATTERN)
     ephemeral_storage: Optional[str] = Field(
-        None, alias="ephemeral-storage", description="Ephemeral storage quantity, e.g. `50Gi`.", pattern=QUANTITY_PATTERN
+        None,
+        alias="ephemeral-storage",
+        description="Ephemeral storage quantity, e.g. `50Gi`.",
+        pattern=QUANTITY_PATTERN,
     )
 
 
@@ -130,7 +139,9 @@ class AutoscalerOptions(ChartModel):
             "from reclaiming idle workers, and it refuses per-tier `idleTimeoutSeconds` unless the version is v2."
         ),
     )
-    idle_timeout_seconds: int = Field(60, ge=0, le=INT32_MAX, description="Seconds a worker sits idle before it is removed.")
+    idle_timeout_seconds: int = Field(
+        60, ge=0, le=INT32_MAX, description="Seconds a worker sits idle before it is removed."
+    )
     upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = Field(
         "Default", description="How fast the autoscaler adds workers."
     )
@@ -156,7 +167,10 @@ class IncrementalUpgradeValues(ChartModel):
         ),
     )
     step_size_percent: int = Field(
-        25, ge=1, le=100, description="Share of traffic moved to the new cluster at each step (at most maxSurgePercent)."
+        25,
+        ge=1,
+        le=100,
+        description="Share of traffic moved to the new cluster at each step (at most maxSurgePercent).",
     )
     interval_seconds: int = Field(60, ge=1, le=INT32_MAX, description="Seconds between two traffic steps.")
     max_surge_percent: int = Field(
@@ -275,14 +289,20 @@ class TierValues(PodPlacement):
     gpu_resource_name: str = Field("nvidia.com/gpu", description="Kubernetes extended resource that carries the GPUs.")
     # le=INT32_MAX: KubeRay's worker group counts are int32; a larger number
     # passes YAML and Helm but the API server rejects the RayService.
-    min_replicas: int = Field(0, ge=0, le=INT32_MAX, description="Fewest workers; `0` scales the tier to zero when idle.")
+    min_replicas: int = Field(
+        0, ge=0, le=INT32_MAX, description="Fewest workers; `0` scales the tier to zero when idle."
+    )
     max_replicas: int = Field(1, ge=0, le=INT32_MAX, description="Most workers the autoscaler may start.")
     replicas: Optional[int] = Field(
-        None, ge=0, le=INT32_MAX,
-        description="Workers at creation; defaults to minReplicas (the autoscaler owns it afterwards)."
+        None,
+        ge=0,
+        le=INT32_MAX,
+        description="Workers at creation; defaults to minReplicas (the autoscaler owns it afterwards).",
     )
     idle_timeout_seconds: Optional[int] = Field(
-        None, ge=0, description="Per-tier idle timeout before the autoscaler removes a worker (overrides the global one)."
+        None,
+        ge=0,
+        description="Per-tier idle timeout before the autoscaler removes a worker (overrides the global one).",
     )
     object_store_memory: Optional[int] = Field(
         None, ge=78643200, description="Object store bytes per worker (`object-store-memory`)."
@@ -294,7 +314,8 @@ class TierValues(PodPlacement):
         description="Worker container cpu/memory requests and limits (GPUs come from gpusPerWorker).",
     )
     pytorch_cuda_alloc_conf: str = Field(
-        "expandable_segments:True", description="`PYTORCH_CUDA_ALLOC_CONF` on the workers (fewer OOMs from fragmentation)."
+        "expandable_segments:True",
+        description="`PYTORCH_CUDA_ALLOC_CONF` on the workers (fewer OOMs from fragmentation).",
     )
     spot: bool = Field(
         False, description="Workers run on spot/preemptible nodes: marks the group so cost reports and alerts can tell."
@@ -307,7 +328,6 @@ class TierValues(PodPlacement):
             "not be placed here (checked by `ray-llm validate`)."
         ),
     )
-
 
 
 class SystemGroupValues(PodPlacement):
@@ -397,8 +417,8 @@ class ModelCacheValues(ChartModel):
             "Azure Files); unset uses the cluster's default class."
         ),
     )
-    access_modes: List[Literal["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod"]] = Field(
-        default_factory=lambda: ["ReadWriteMany"],
+    access_modes: List[AccessMode] = Field(
+        default_factory=_read_write_many,
         min_length=1,
         description=(
             "Access modes of the claim the chart makes. Workers of several nodes mount it at once, so "
@@ -431,7 +451,9 @@ class ServiceValues(ChartModel):
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Service type.")
     port: int = Field(8000, ge=1, le=65535, description="Service port.")
-    annotations: Dict[str, str] = Field(default_factory=dict, description="Service annotations (e.g. cloud LB settings).")
+    annotations: Dict[str, str] = Field(
+        default_factory=dict, description="Service annotations (e.g. cloud LB settings)."
+    )
     load_balancer_source_ranges: List[str] = Field(
         default_factory=list, description="CIDRs allowed to reach a LoadBalancer Service."
     )
@@ -583,7 +605,6 @@ class AutoscalingConfig(OpenRaySectionModel):
     target_ongoing_requests: Optional[float] = Field(None, gt=0, description="Ongoing requests per replica to aim for.")
 
 
-
 class DeploymentConfig(OpenRaySectionModel):
     """Ray Serve's `deployment_config` for the model's LLM server."""
 
@@ -592,7 +613,10 @@ class DeploymentConfig(OpenRaySectionModel):
     max_ongoing_requests: Optional[int] = Field(None, ge=1, description="Requests one replica handles at once.")
     ray_actor_options: Optional[Dict[str, Any]] = Field(
         None,
-        description="Replica actor options (num_cpus, memory, ...). Ray merges them into bundle 0 only; tier pinning is derived.",
+        description=(
+            "Replica actor options (num_cpus, memory, ...). Ray merges them into bundle 0 only; "
+            "tier pinning is derived."
+        ),
     )
     request_router_config: Optional[RequestRouterConfig] = Field(
         None, description="Ray Serve request router of the model's replicas (checked by `ray-llm validate`)."
@@ -618,6 +642,7 @@ class DeploymentConfig(OpenRaySectionModel):
             )
         return self
 
+
 class ModelValues(ChartModel):
     """One model served by Ray Serve LLM. Ray's sections are copied verbatim into its ConfigMap file."""
 
@@ -633,7 +658,9 @@ class ModelValues(ChartModel):
         description="Fraction of one GPU per engine worker; below 1 lets several single-GPU models share a GPU.",
     )
     parameter_count_billions: Optional[float] = Field(
-        None, gt=0, description="Model size in billions of parameters, for `ray-llm plan` (inferred from the name when unset)."
+        None,
+        gt=0,
+        description="Model size in billions of parameters, for `ray-llm plan` (inferred from the name when unset).",
     )
     cached: bool = Field(
         False,
@@ -645,26 +672,46 @@ class ModelValues(ChartModel):
     )
     lora: Optional[LoraValues] = Field(
         None,
-        description="Serve LoRA adapters of this model (renders Ray's lora_config and vLLM's enable_lora, max_lora_rank, max_loras).",
+        description=(
+            "Serve LoRA adapters of this model (renders Ray's lora_config and vLLM's enable_lora, "
+            "max_lora_rank, max_loras)."
+        ),
     )
     # Ray LLMConfig sections (snake_case, verbatim)
-    model_loading_config: ModelLoadingConfig = Field(..., alias="model_loading_config", description="Ray's model_loading_config.")
-    engine_kwargs: Dict[str, Any] = Field(alias="engine_kwargs", default_factory=dict, description="vLLM engine arguments, verbatim.")
-    deployment_config: DeploymentConfig = Field(alias="deployment_config", default_factory=DeploymentConfig, description="Ray Serve deployment options.")
-    runtime_env: Dict[str, Any] = Field(alias="runtime_env", 
+    model_loading_config: ModelLoadingConfig = Field(
+        ..., alias="model_loading_config", description="Ray's model_loading_config."
+    )
+    engine_kwargs: Dict[str, Any] = Field(
+        alias="engine_kwargs", default_factory=dict, description="vLLM engine arguments, verbatim."
+    )
+    deployment_config: DeploymentConfig = Field(
+        alias="deployment_config", default_factory=DeploymentConfig, description="Ray Serve deployment options."
+    )
+    runtime_env: Dict[str, Any] = Field(
+        alias="runtime_env",
         default_factory=dict,
         description="Ray runtime_env for the replica; secrets via the chart's secretKeyRef env, never inline.",
     )
     lora_config: Optional[Dict[str, Any]] = Field(
-        None, alias="lora_config", description="Ray's lora_config, verbatim (prefer `lora`, which also sets the engine switches)."
+        None,
+        alias="lora_config",
+        description="Ray's lora_config, verbatim (prefer `lora`, which also sets the engine switches).",
     )
     accelerator_type: Optional[str] = Field(
-        None, alias="accelerator_type", description="Ray accelerator type; must equal the tier's (the chart sets it from the tier when unset)."
+        None,
+        alias="accelerator_type",
+        description="Ray accelerator type; must equal the tier's (the chart sets it from the tier when unset).",
     )
     llm_engine: Optional[str] = Field(None, alias="llm_engine", description="Ray's llm_engine (default vLLM).")
-    log_engine_metrics: Optional[bool] = Field(None, alias="log_engine_metrics", description="Export vLLM engine metrics through Ray.")
-    experimental_configs: Optional[Dict[str, Any]] = Field(None, alias="experimental_configs", description="Ray's experimental_configs.")
-    callback_config: Optional[Dict[str, Any]] = Field(None, alias="callback_config", description="Ray's callback_config.")
+    log_engine_metrics: Optional[bool] = Field(
+        None, alias="log_engine_metrics", description="Export vLLM engine metrics through Ray."
+    )
+    experimental_configs: Optional[Dict[str, Any]] = Field(
+        None, alias="experimental_configs", description="Ray's experimental_configs."
+    )
+    callback_config: Optional[Dict[str, Any]] = Field(
+        None, alias="callback_config", description="Ray's callback_config."
+    )
 
     @model_validator(mode="after")
     def _parallelism(self) -> "ModelValues":
@@ -698,14 +745,21 @@ class CustomAppValues(ChartModel):
         ..., pattern=IMPORT_PATH_PATTERN, alias="import_path", description="`module:builder` of the application."
     )
     route_prefix: Optional[str] = Field(
-        None, pattern=ROUTE_PREFIX_PATTERN, alias="route_prefix", description="HTTP route prefix; unset = not exposed over HTTP."
+        None,
+        pattern=ROUTE_PREFIX_PATTERN,
+        alias="route_prefix",
+        description="HTTP route prefix; unset = not exposed over HTTP.",
     )
     args: Dict[str, Any] = Field(default_factory=dict, alias="args", description="Arguments passed to the builder.")
     runtime_env: Dict[str, Any] = Field(
-        default_factory=dict, alias="runtime_env", description="Ray runtime_env of the app (remote URIs only for working_dir/py_modules)."
+        default_factory=dict,
+        alias="runtime_env",
+        description="Ray runtime_env of the app (remote URIs only for working_dir/py_modules).",
     )
     deployments: List[Dict[str, Any]] = Field(
-        default_factory=list, alias="deployments", description="Ray Serve per-deployment overrides (name, num_replicas, ...)."
+        default_factory=list,
+        alias="deployments",
+        description="Ray Serve per-deployment overrides (name, num_replicas, ...).",
     )
 
 
@@ -738,7 +792,9 @@ class MonitoringValues(ChartModel):
     service_monitor: ScrapeValues = Field(
         default_factory=ScrapeValues, description="ServiceMonitor for the head's metrics port."
     )
-    pod_monitor: ScrapeValues = Field(default_factory=ScrapeValues, description="PodMonitor for every Ray pod's metrics port.")
+    pod_monitor: ScrapeValues = Field(
+        default_factory=ScrapeValues, description="PodMonitor for every Ray pod's metrics port."
+    )
     grafana_dashboard: GrafanaDashboardValues = Field(
         default_factory=GrafanaDashboardValues, description="Serve and vLLM dashboard."
     )
@@ -747,7 +803,9 @@ class MonitoringValues(ChartModel):
 class NightlyScaleDownValues(ChartModel):
     """Suspend the RayService at night and resume it in the morning (RayService has no scale subresource)."""
 
-    enabled: bool = Field(False, description="Render the two CronJobs, their ServiceAccount and a Role limited to this RayService.")
+    enabled: bool = Field(
+        False, description="Render the two CronJobs, their ServiceAccount and a Role limited to this RayService."
+    )
     suspend_schedule: str = Field("0 20 * * 1-5", description="Cron schedule that sets `spec.suspend: true`.")
     resume_schedule: str = Field("0 7 * * 1-5", description="Cron schedule that sets `spec.suspend: false`.")
     time_zone: str = Field("Etc/UTC", description="CronJob time zone (IANA name).")
@@ -786,14 +844,19 @@ class ChartValues(ChartModel):
         ),
     )
     image: ImageValues = Field(default_factory=ImageValues, description="Ray image for head and workers.")
-    image_pull_secrets: List[Dict[str, str]] = Field(default_factory=list, description="Image pull secrets (`- name: x`).")
-    service_account_name: str = Field("", description="ServiceAccount for the Ray pods; empty uses the namespace default.")
+    image_pull_secrets: List[Dict[str, str]] = Field(
+        default_factory=list, description="Image pull secrets (`- name: x`)."
+    )
+    service_account_name: str = Field(
+        "", description="ServiceAccount for the Ray pods; empty uses the namespace default."
+    )
     hugging_face_token: SecretKeyRef = Field(
         default_factory=lambda: SecretKeyRef(secret_name="", secret_key="token"),
         description="Secret holding the Hugging Face token, exposed as `HF_TOKEN` through `secretKeyRef` only.",
     )
     secret_mounts: List[SecretMount] = Field(
-        default_factory=list, description="Secrets mounted read-only into every Ray pod (files, never env or serveConfigV2)."
+        default_factory=list,
+        description="Secrets mounted read-only into every Ray pod (files, never env or serveConfigV2).",
     )
     ray_service: RayServiceValues = Field(default_factory=RayServiceValues, description="RayService settings.")
     head: HeadValues = Field(default_factory=HeadValues, description="Ray head group.")
@@ -815,7 +878,9 @@ class ChartValues(ChartModel):
     custom_apps: Dict[str, CustomAppValues] = Field(
         default_factory=dict, description="Custom Ray Serve applications keyed by app name."
     )
-    monitoring: MonitoringValues = Field(default_factory=MonitoringValues, description="Prometheus and Grafana objects.")
+    monitoring: MonitoringValues = Field(
+        default_factory=MonitoringValues, description="Prometheus and Grafana objects."
+    )
     cost_controls: CostControlValues = Field(default_factory=CostControlValues, description="Cost controls.")
 
     @field_validator("ray_version")
@@ -851,7 +916,8 @@ class ChartValues(ChartModel):
         for name in value:
             if not re.match(MODEL_NAME_PATTERN, name):
                 raise ValueError(
-                    f"got model key {name!r}; expected lowercase letters, digits, '.', '_', '-' (<= 63 chars); rename it"
+                    f"got model key {name!r}; expected lowercase letters, digits, '.', '_', '-' (<= 63 chars); "
+                    "rename it"
                 )
         return value
 
@@ -861,6 +927,7 @@ class ChartValues(ChartModel):
         for name in value:
             if not re.match(DNS_LABEL_PATTERN, name):
                 raise ValueError(
-                    f"got app name {name!r}; expected a DNS label (lowercase letters, digits, '-', <= 30 chars); rename it"
+                    f"got app name {name!r}; expected a DNS label (lowercase letters, digits, '-', <= 30 chars); "
+                    "rename it"
                 )
         return value

@@ -7,8 +7,6 @@ import hashlib
 import pytest
 import yaml
 
-from rayllm_runtime.serve_llm import ConfigFileError, content_digest, load_verified_config
-
 from ..conftest import VALUES_DIR, docs_of, helm_template, model_files_of, serve_config_of
 
 
@@ -39,7 +37,10 @@ def test_changing_one_model_changes_serve_config_and_only_its_path(helm4):
     assert changed == ["falcon.falcon3-7b"], changed
 
 
+@pytest.mark.needs_ray  # rayllm_runtime.serve_llm imports Ray Serve
 def test_file_names_are_the_hash_of_their_content(helm4):
+    from rayllm_runtime.serve_llm import content_digest
+
     docs = docs_of(helm_template(helm4, [VALUES_DIR / "prod.yaml"]).stdout)
     files = model_files_of(docs)
     serve_paths = set(_paths(serve_config_of(docs)).values())
@@ -51,7 +52,10 @@ def test_file_names_are_the_hash_of_their_content(helm4):
         assert f"/home/ray/rayllm/models/{family}/{fname}" in serve_paths
 
 
+@pytest.mark.needs_ray
 def test_loader_waits_for_the_new_file_and_never_reads_stale_content(tmp_path):
+    from rayllm_runtime.serve_llm import content_digest, load_verified_config
+
     new = "model_loading_config:\n  model_id: m\nengine_kwargs:\n  max_num_seqs: 32\n"
     old = "model_loading_config:\n  model_id: m\nengine_kwargs:\n  max_num_seqs: 48\n"
     path = tmp_path / f"m.{content_digest(new)}.yaml"
@@ -70,7 +74,10 @@ def test_loader_waits_for_the_new_file_and_never_reads_stale_content(tmp_path):
     assert ticks["polls"] == 3
 
 
+@pytest.mark.needs_ray
 def test_loader_gives_up_with_a_clear_error(tmp_path):
+    from rayllm_runtime.serve_llm import ConfigFileError, load_verified_config
+
     path = tmp_path / "m.0123456789ab.yaml"
     t = {"v": 0.0}
     with pytest.raises(ConfigFileError) as err:
@@ -78,6 +85,7 @@ def test_loader_gives_up_with_a_clear_error(tmp_path):
     assert "does not exist" in str(err.value) and "configWaitTimeoutS" in str(err.value)
 
 
+@pytest.mark.needs_ray
 def test_wrapper_builds_rays_openai_app_from_verified_files(helm4, tmp_path):
     pytest.importorskip("ray.serve.llm")
     from ray.serve import Application

@@ -1,4 +1,4 @@
-"""Issue 2: the chart lints strictly under Helm 3 and 4 and every RayService fits KubeRay's CRD."""
+"""The chart lints strictly under Helm 3 and 4 and every RayService fits KubeRay's CRD."""
 
 from __future__ import annotations
 

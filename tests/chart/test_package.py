@@ -1,4 +1,4 @@
-"""Issue 5: `helm package` produces an archive that installs (renders) on its own."""
+"""`helm package` produces an archive that installs (renders) on its own."""
 
 from ..conftest import CHART, VALUES_DIR, docs_of, rayservice_of, run_helm
 

@@ -1,4 +1,4 @@
-"""Issue 2: what the chart renders, checked with Ray's own models."""
+"""What the chart renders: tiers, bundles, apps and services, checked with Ray's own models where they apply."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..conftest import (
     write_values,
 )
 
-ray_llm = pytest.importorskip("ray.serve.llm", reason="ray[serve,llm] is needed to check configs with Ray's models")
+NEEDS_RAY_LLM = "ray[serve,llm] is needed to check configs with Ray's models"
 
 
 def _worker_resources(group: dict) -> dict:
@@ -35,8 +35,10 @@ def prod_docs(helm4):
     return docs_of(helm_template(helm4, [VALUES_DIR / "prod.yaml"]).stdout)
 
 
+@pytest.mark.needs_ray
 @pytest.mark.parametrize("values", VALUES_FILES, ids=lambda p: p.name)
 def test_serve_config_and_model_configs_parse_with_rays_models(helm4, values):
+    pytest.importorskip("ray.serve.llm", reason=NEEDS_RAY_LLM)
     from ray.serve.llm import LLMConfig
     from ray.serve.schema import ServeDeploySchema
 
@@ -48,7 +50,9 @@ def test_serve_config_and_model_configs_parse_with_rays_models(helm4, values):
         LLMConfig.model_validate(yaml.safe_load(text)), name
 
 
+@pytest.mark.needs_ray
 def test_prod_tiers_bundles_and_hybrid_apps(prod_docs):
+    pytest.importorskip("ray.serve.llm", reason=NEEDS_RAY_LLM)
     from ray.serve.llm import LLMConfig
 
     rs = rayservice_of(prod_docs)

@@ -1,4 +1,4 @@
-"""Issue 4: the runtime the chart ships in its ConfigMap equals runtime/rayllm_runtime."""
+"""The runtime the chart ships in its ConfigMap equals runtime/rayllm_runtime."""
 
 from rayllm_cli.runtime_pack import differences
 

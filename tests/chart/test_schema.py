@@ -1,4 +1,4 @@
-"""Issue 2: values.schema.json is generated, current, and enforced by Helm itself."""
+"""values.schema.json is generated, current, and enforced by Helm itself."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 2: secrets only as secretKeyRef, never in ConfigMaps or serveConfigV2."""
+"""Secrets reach the pods only as secretKeyRef, never in ConfigMaps or serveConfigV2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Issue 3: exit codes, garbage input, lint, plan, schema, and the `helm ray-llm` plugin on Helm 3 and 4."""
+"""The CLI end to end: exit codes, garbage input, lint, plan, schema, and the `helm ray-llm` plugin on
+Helm 3 and 4."""
 
 from __future__ import annotations
 
@@ -151,6 +152,7 @@ def test_lint_reads_stdin_once_for_validate_and_helm(tmp_path):
     assert proc.returncode == 1 and "<stdin>" in proc.stdout and "rendering skipped" in proc.stdout, proc.stdout
 
 
+@pytest.mark.needs_ray
 def test_lint_says_when_the_checking_ray_is_not_the_pods_ray(tmp_path):
     """Ray's verdicts hold for the Ray that gave them: lint warns of a release line other than rayVersion."""
     pytest.importorskip("ray.serve")

@@ -1,4 +1,4 @@
-"""Issue 3: values merge exactly as Helm merges them (checked against real helm 3.18 and 4)."""
+"""Values merge exactly as Helm merges them (checked against real helm 3.18 and 4)."""
 
 from __future__ import annotations
 

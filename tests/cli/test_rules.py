@@ -145,6 +145,7 @@ def test_rl006_unknown_engine_kwarg_with_suggestion(tmp_path):
     assert len(found) == 1 and "gpu_memory_utilization" in found[0]["fix"]
 
 
+@pytest.mark.needs_ray  # imports vLLM
 def test_rl006_shipped_list_matches_installed_vllm():
     import importlib.util
 

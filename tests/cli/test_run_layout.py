@@ -76,6 +76,7 @@ def test_bad_model_override_is_a_usage_error():
     assert code == 2 and "MODEL_ID=PATH" in err and "Traceback" not in err
 
 
+@pytest.mark.needs_ray  # `ray-llm run` imports Ray Serve before it renders
 def test_run_refuses_invalid_values_before_deploying(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  x:\n    tier: nowhere\n    model_loading_config: {model_id: x}\n")

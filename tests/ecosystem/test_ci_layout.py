@@ -1,4 +1,4 @@
-"""Issue 5: the chart-testing layout, lint configs and every CI scenario under Helm 3.17, 3.18 and 4."""
+"""The chart-testing layout, lint configs and every CI scenario hold under Helm 3.17, 3.18 and 4."""
 
 from __future__ import annotations
 

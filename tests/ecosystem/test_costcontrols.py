@@ -1,4 +1,4 @@
-"""Issue 5: nightly scale-down suspends exactly this RayService, with least privilege."""
+"""Nightly scale-down suspends exactly this RayService, with least privilege."""
 
 from __future__ import annotations
 

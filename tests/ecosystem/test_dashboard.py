@@ -1,4 +1,4 @@
-"""Issue 5: the Grafana dashboard uses only metric names the installed code defines."""
+"""The Grafana dashboard uses only metric names the installed code defines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: the Flux and Argo CD examples render through the chart as those tools would, offline."""
+"""The Flux and Argo CD examples render through the chart as those tools would, offline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: ServiceMonitor and PodMonitor select what KubeRay and the chart really label."""
+"""ServiceMonitor and PodMonitor select what KubeRay and the chart really label."""
 
 from __future__ import annotations
 

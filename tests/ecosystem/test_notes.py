@@ -1,4 +1,4 @@
-"""Issue 5: NOTES.txt, rendered the way `helm install` renders it, offline.
+"""NOTES.txt renders the way `helm install` renders it, offline.
 
 `helm template` never renders NOTES.txt. Helm 4's `helm install --dry-run=client`
 does, with no cluster (KUBECONFIG points nowhere); Helm 3.17/3.18 still dial the

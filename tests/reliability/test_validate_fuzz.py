@@ -1,4 +1,4 @@
-"""Issue 6: fuzz ``ray-llm validate`` with values documents generated from the values schema, then mutated.
+"""``ray-llm validate`` survives fuzzing with values documents generated from the values schema, then mutated.
 
 The contract every document is held to:
 
@@ -443,6 +443,7 @@ def _shipped_vllm_args():
         os.environ["RAYLLM_VLLM_ARGS"] = old
 
 
+@pytest.mark.slow  # ~45 s on 2 cores: thousands of generated values files
 def test_fuzz_validate(tmp_path):
     from rayllm_cli.errors import RayLLMError
     from rayllm_cli.validate import validate_values

@@ -1,4 +1,4 @@
-"""Issue 6: hostile YAML in values files: each hazard gets one clear finding (or usage error),
+"""Hostile YAML in values files: each hazard gets one clear finding (or usage error),
 in bounded time and memory, from the real ``ray-llm`` console script.
 
 Limits and decisions (see ``rayllm_cli/yaml_helm.py``):

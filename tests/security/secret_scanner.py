@@ -1,4 +1,4 @@
-"""A literal-credential scanner for rendered manifests (issue 6).
+"""A literal-credential scanner for rendered manifests.
 
 It walks every rendered document, and every string in it that is itself YAML
 or JSON (the RayService's serveConfigV2, the model files and runtime sources

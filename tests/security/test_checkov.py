@@ -1,4 +1,4 @@
-"""Issue 6: checkov's Kubernetes checks on the rendered prod release.
+"""The rendered prod release passes checkov's Kubernetes checks (or each failure is listed).
 
 checkov comes from its own virtualenv (.venv-checkov, made by `make setup`;
 its dependencies clash with Ray's), or from $RAYLLM_CHECKOV. Without it these

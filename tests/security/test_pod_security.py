@@ -1,4 +1,4 @@
-"""Issue 6: every pod the chart creates meets the Pod Security Standards "restricted" level.
+"""Every pod the chart creates meets the Pod Security Standards "restricted" level.
 
 Checked on every pod template of every values file and CI scenario, plus
 releases with every optional object on and with in-tree autoscaling off: the

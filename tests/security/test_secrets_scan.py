@@ -1,4 +1,4 @@
-"""Issue 6: no literal credential in anything the chart renders.
+"""No literal credential in anything the chart renders.
 
 Every values file and CI scenario (plus one that sets every secret-bearing
 option) is rendered with real Helm and scanned: every manifest, every

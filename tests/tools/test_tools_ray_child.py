@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 pytest.importorskip("ray.serve")
+pytestmark = pytest.mark.needs_ray  # Ray Serve LLM's models judge the files
 
 from tests.conftest import VALUES_DIR, docs_of, helm_template  # noqa: E402
 

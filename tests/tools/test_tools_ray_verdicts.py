@@ -14,6 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 pytest.importorskip("ray.serve")
+pytestmark = pytest.mark.needs_ray  # Ray Serve LLM's models judge the files
 
 
 def _docs(serve_config: dict, model_files: dict) -> list:

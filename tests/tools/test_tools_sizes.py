@@ -1,5 +1,5 @@
 """Object-size guards: lint fails on a ConfigMap the API server would reject for its
-1 MiB data limit, before anything is applied (issue 6, benchmarks)."""
+1 MiB data limit, before anything is applied."""
 
 from __future__ import annotations
 

@@ -36,7 +36,17 @@ RL021  serving       a request router Ray ships gets only the arguments it takes
 from __future__ import annotations
 
 from . import (  # noqa: F401  (importing a module registers its rules)
-    apps, bounds, engine, kuberay, placement, references, routes, runtime_env, secrets, serving, versions,
+    apps,
+    bounds,
+    engine,
+    kuberay,
+    placement,
+    references,
+    routes,
+    runtime_env,
+    secrets,
+    serving,
+    versions,
 )
 from .context import Context
 from .registry import RULES, Rule, rule, run_rules

@@ -68,7 +68,7 @@ def app_builders() -> Optional[Dict[str, Any]]:
 
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
         with contextlib.redirect_stdout(sys.stderr):
-            from rayllm_runtime.config import APP_ARGS_MODELS  # type: ignore
+            from rayllm_runtime.config import APP_ARGS_MODELS
 
         return dict(APP_ARGS_MODELS)
     except Exception:
@@ -89,10 +89,15 @@ def rule_import_path(ctx: Context) -> Iterator[Finding]:
         if module.split(".")[0] != "rayllm_runtime":
             env = as_dict(a.get("runtime_env"))
             if not env.get("working_dir") and not env.get("py_modules"):
-                yield ctx.finding("RL010", WARNING, path,
-                                  f"module {module!r} is not part of rayllm_runtime: the chart does not ship it",
-                                  ip, "a module in the image or in a remote runtime_env (working_dir / py_modules)",
-                                  "make sure the image contains it, or set runtime_env.working_dir to a remote zip")
+                yield ctx.finding(
+                    "RL010",
+                    WARNING,
+                    path,
+                    f"module {module!r} is not part of rayllm_runtime: the chart does not ship it",
+                    ip,
+                    "a module in the image or in a remote runtime_env (working_dir / py_modules)",
+                    "make sure the image contains it, or set runtime_env.working_dir to a remote zip",
+                )
             continue
         roots = runtime_roots(mode)
         if not roots:
@@ -100,16 +105,28 @@ def rule_import_path(ctx: Context) -> Iterator[Finding]:
         label, root = roots[0]
         mfile = _module_file(root, module)
         if mfile is None:
-            other = next(((lb, _module_file(r, module)) for lb, r in roots[1:] if _module_file(r, module)), None)
+            other = next(((lb, f) for lb, r in roots[1:] if (f := _module_file(r, module)) is not None), None)
             if other is None:
-                yield ctx.finding("RL010", ERROR, path, f"module {module!r} does not exist in {label}", ip,
-                                  "an existing rayllm_runtime module",
-                                  "fix the import_path (e.g. rayllm_runtime.apps:build_gateway)")
+                yield ctx.finding(
+                    "RL010",
+                    ERROR,
+                    path,
+                    f"module {module!r} does not exist in {label}",
+                    ip,
+                    "an existing rayllm_runtime module",
+                    "fix the import_path (e.g. rayllm_runtime.apps:build_gateway)",
+                )
                 continue
             # present in the other copy: the packed copy is stale (CI's `ray-llm pack-runtime --check` fails too)
-            yield ctx.finding("RL010", WARNING, path, f"module {module!r} is in {other[0]} but not in {label}", ip,
-                              "the chart's runtime copy in sync with runtime/",
-                              "run `ray-llm pack-runtime`" if mode != "image" else "rebuild the image")
+            yield ctx.finding(
+                "RL010",
+                WARNING,
+                path,
+                f"module {module!r} is in {other[0]} but not in {label}",
+                ip,
+                "the chart's runtime copy in sync with runtime/",
+                "run `ray-llm pack-runtime`" if mode != "image" else "rebuild the image",
+            )
             label, mfile = other
         try:
             names = _top_level_names(mfile)
@@ -117,14 +134,24 @@ def rule_import_path(ctx: Context) -> Iterator[Finding]:
             continue
         if attr not in names:
             close = difflib.get_close_matches(attr, sorted(n for n in names if not n.startswith("_")), n=3)
-            yield ctx.finding("RL010", ERROR, path, f"{module} has no attribute {attr!r} ({label})", ip,
-                              "a builder defined in that module",
-                              f"did you mean {module}:{close[0]}?" if close else "fix the builder name")
+            yield ctx.finding(
+                "RL010",
+                ERROR,
+                path,
+                f"{module} has no attribute {attr!r} ({label})",
+                ip,
+                "a builder defined in that module",
+                f"did you mean {module}:{close[0]}?" if close else "fix the builder name",
+            )
             continue
         builders = app_builders()
         if builders is None:
-            yield ctx.finding("RL010", NOTICE, ("customApps", name, "args"),
-                              "args not checked: rayllm_runtime.apps.APP_BUILDERS could not be imported (needs ray[serve])")
+            yield ctx.finding(
+                "RL010",
+                NOTICE,
+                ("customApps", name, "args"),
+                "args not checked: rayllm_runtime.apps.APP_BUILDERS could not be imported (needs ray[serve])",
+            )
             continue
         model = builders.get(ip) or builders.get(ip.replace(".", ":", 0))
         if model is None:
@@ -132,27 +159,39 @@ def rule_import_path(ctx: Context) -> Iterator[Finding]:
         from pydantic import ValidationError
 
         try:
-            model.model_validate(rendered_gateway_args(ctx, name, as_dict(a.get("args"))) if ip == GATEWAY_BUILDER
-                                 else as_dict(a.get("args")))
+            model.model_validate(
+                rendered_gateway_args(ctx, name, as_dict(a.get("args")))
+                if ip == GATEWAY_BUILDER
+                else as_dict(a.get("args"))
+            )
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err.get("loc", ()))
                 fpath = ("customApps", name, "args") + loc
                 msg = err.get("msg", "").removeprefix("Value error, ")
-                yield ctx.finding("RL010", ERROR, fpath, f"args rejected by {model.__name__}: {msg}",
-                                  redact(get(ctx.values, fpath), fpath), err.get("type", ""),
-                                  "fix the argument (see the builder's args model in rayllm_runtime)")
+                yield ctx.finding(
+                    "RL010",
+                    ERROR,
+                    fpath,
+                    f"args rejected by {model.__name__}: {msg}",
+                    redact(get(ctx.values, fpath), fpath),
+                    err.get("type", ""),
+                    "fix the argument (see the builder's args model in rayllm_runtime)",
+                )
 
 
 def rendered_gateway_args(ctx: Context, app_name: str, args: Dict[str, Any]) -> Dict[str, Any]:
     """A gateway app's args as the chart renders them: plus one `app` upstream per model of every
     llmApps entry that names this gateway (ray-llm.serve.config). Placement is left out: it is
     the chart's, not the user's, and always valid."""
-    derived = [{"app": f"{app}.{model_name}", "model_ids": [as_dict(m.get("model_loading_config")).get("model_id")]}
-               for model_name, m in ctx.models().items()
-               for app in [m.get("app")]
-               if isinstance(app, str) and as_dict(ctx.llm_apps().get(app)).get("gateway") == app_name
-               and not as_dict(ctx.llm_apps().get(app)).get("disabled")]
+    derived = [
+        {"app": f"{app}.{model_name}", "model_ids": [as_dict(m.get("model_loading_config")).get("model_id")]}
+        for model_name, m in ctx.models().items()
+        for app in [m.get("app")]
+        if isinstance(app, str)
+        and as_dict(ctx.llm_apps().get(app)).get("gateway") == app_name
+        and not as_dict(ctx.llm_apps().get(app)).get("disabled")
+    ]
     if not derived:
         return args
     upstreams = args.get("upstreams")

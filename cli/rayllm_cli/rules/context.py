@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from rayllm_schemas.secret_patterns import SECRETISH_ENV_NAME, SECRET_POINTER_NAME, TOKEN_FORMATS
+from rayllm_schemas.secret_patterns import SECRET_POINTER_NAME, SECRETISH_ENV_NAME, TOKEN_FORMATS
 
 from ..errors import Finding, format_path, mask
 from ..merge import Merged
@@ -20,7 +20,7 @@ ANY_TOKEN = re.compile("|".join(f"(?:{pattern})" for _, pattern in TOKEN_FORMATS
 
 # Numbers beyond 2^53 are already errors (Helm cannot keep them); the rules treat them as unset
 # instead of overflowing float arithmetic (1e308 GPUs, a 400-digit --set value).
-_SANE = 2 ** 53
+_SANE = 2**53
 
 
 @dataclass
@@ -33,10 +33,26 @@ class Context:
     def origin(self, path: Sequence[Any]) -> str:
         return self.merged.origin(path) if self.merged else ""
 
-    def finding(self, rule: str, severity: str, path: Sequence[Any], message: str, value: Any = None,
-                expected: str = "", fix: str = "") -> Finding:
-        return Finding(rule=rule, severity=severity, path=format_path(path), message=message, value=value,
-                       expected=expected, fix=fix, origin=self.origin(path))
+    def finding(
+        self,
+        rule: str,
+        severity: str,
+        path: Sequence[Any],
+        message: str,
+        value: Any = None,
+        expected: str = "",
+        fix: str = "",
+    ) -> Finding:
+        return Finding(
+            rule=rule,
+            severity=severity,
+            path=format_path(path),
+            message=message,
+            value=value,
+            expected=expected,
+            fix=fix,
+            origin=self.origin(path),
+        )
 
     # ---- views of the data
     def section(self, key: str) -> Dict[str, Any]:

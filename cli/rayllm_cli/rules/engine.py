@@ -60,6 +60,7 @@ VLLM_RENAMED = {
     "task": "runner / convert (vLLM's pooling/generation selection)",
 }
 
+
 @functools.lru_cache(maxsize=1)
 def shipped_engine_args() -> Tuple[str, frozenset]:
     data = json.loads((Path(__file__).resolve().parent.parent / "vllm_engine_args.json").read_text())
@@ -118,14 +119,28 @@ def rule_engine_kwargs(ctx: Context) -> Iterator[Finding]:
         for key in ek:
             path = ("models", name, "engine_kwargs", key)
             if key in VLLM_RENAMED and key not in known:
-                yield ctx.finding("RL012", WARNING, path, f"vLLM engine arg {key!r} was removed or renamed",
-                                  ek[key], VLLM_RENAMED[key], VLLM_RENAMED[key])
+                yield ctx.finding(
+                    "RL012",
+                    WARNING,
+                    path,
+                    f"vLLM engine arg {key!r} was removed or renamed",
+                    ek[key],
+                    VLLM_RENAMED[key],
+                    VLLM_RENAMED[key],
+                )
                 continue
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.7)
                 fix = f"did you mean {' / '.join(close)}?" if close else "remove it or check vLLM's engine arguments"
-                yield ctx.finding("RL006", ERROR, path, f"{key!r} is not an engine argument of {source}",
-                                  ek[key], "a vLLM EngineArgs field", fix)
+                yield ctx.finding(
+                    "RL006",
+                    ERROR,
+                    path,
+                    f"{key!r} is not an engine argument of {source}",
+                    ek[key],
+                    "a vLLM EngineArgs field",
+                    fix,
+                )
 
 
 def _model_source(m: Dict[str, Any]) -> Optional[str]:
@@ -143,17 +158,30 @@ def rule_dtype(ctx: Context) -> Iterator[Finding]:
     tiers = ctx.tiers()
     for name, m in ctx.models().items():
         ek = as_dict(m.get("engine_kwargs"))
-        tier = tiers.get(m.get("tier")) if isinstance(m.get("tier"), str) else None
+        tier_name = m.get("tier")
+        tier = tiers.get(tier_name) if isinstance(tier_name, str) else None
         dtype = str(ek.get("dtype", "")).lower()
         accel = str(as_dict(tier).get("acceleratorType", "")).upper()
         if tier and dtype in ("bfloat16", "bf16") and accel in NO_BF16:
-            yield ctx.finding("RL007", ERROR, ("models", name, "engine_kwargs", "dtype"),
-                              f"{accel} GPUs (tier {m['tier']!r}) have no bfloat16 support; vLLM refuses to start",
-                              ek.get("dtype"), "float16 (or half) on T4/V100", "set engine_kwargs.dtype: float16")
+            yield ctx.finding(
+                "RL007",
+                ERROR,
+                ("models", name, "engine_kwargs", "dtype"),
+                f"{accel} GPUs (tier {m['tier']!r}) have no bfloat16 support; vLLM refuses to start",
+                ek.get("dtype"),
+                "float16 (or half) on T4/V100",
+                "set engine_kwargs.dtype: float16",
+            )
         src = _model_source(m)
         limit = MODEL_CONTEXT.get(src.lower()) if src else None
         mml = ek.get("max_model_len")
         if limit and isinstance(mml, int) and not isinstance(mml, bool) and mml > limit:
-            yield ctx.finding("RL007", ERROR, ("models", name, "engine_kwargs", "max_model_len"),
-                              f"{src} declares a context of {limit} tokens; vLLM rejects a larger max_model_len",
-                              mml, f"<= {limit}", f"set max_model_len to {limit} or less")
+            yield ctx.finding(
+                "RL007",
+                ERROR,
+                ("models", name, "engine_kwargs", "max_model_len"),
+                f"{src} declares a context of {limit} tokens; vLLM rejects a larger max_model_len",
+                mml,
+                f"<= {limit}",
+                f"set max_model_len to {limit} or less",
+            )

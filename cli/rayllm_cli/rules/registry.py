@@ -29,6 +29,7 @@ def rule(rule_id: str, title: str, *, in_template: bool = False) -> Callable[[Ru
         RULES.append(Rule(rule_id, title, fn, in_template))
         RULES.sort(key=lambda r: r.id)
         return fn
+
     return deco
 
 
@@ -40,6 +41,12 @@ def run_rules(ctx: Context, only: Optional[Sequence[str]] = None) -> List[Findin
         try:
             out.extend(r.fn(ctx))
         except Exception as exc:  # a rule must never crash the CLI on odd input
-            out.append(Finding(rule=r.id, severity=NOTICE, path="",
-                               message=f"rule {r.id} could not run on these values: {type(exc).__name__}: {exc}"))
+            out.append(
+                Finding(
+                    rule=r.id,
+                    severity=NOTICE,
+                    path="",
+                    message=f"rule {r.id} could not run on these values: {type(exc).__name__}: {exc}",
+                )
+            )
     return out

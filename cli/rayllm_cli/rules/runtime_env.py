@@ -30,9 +30,14 @@ def rule_remote_uris(ctx: Context) -> Iterator[Finding]:
             items += [(base + ("py_modules", i), v) for i, v in enumerate(mods)]
         for path, val in items:
             if isinstance(val, str) and not URI_SCHEME.match(val):
-                yield ctx.finding("RL008", ERROR, path,
-                                  "a local path: the RayService's pods cannot see files on your machine and the "
-                                  "KubeRay operator does not upload them, so the app fails to deploy",
-                                  val, "a remote URI (s3://, gs://, https://.../x.zip)",
-                                  "zip the code to object storage and reference it by URI, bake it into the image, "
-                                  "or (for rayllm_runtime) keep runtimePackaging.mode: configMap")
+                yield ctx.finding(
+                    "RL008",
+                    ERROR,
+                    path,
+                    "a local path: the RayService's pods cannot see files on your machine and the "
+                    "KubeRay operator does not upload them, so the app fails to deploy",
+                    val,
+                    "a remote URI (s3://, gs://, https://.../x.zip)",
+                    "zip the code to object storage and reference it by URI, bake it into the image, "
+                    "or (for rayllm_runtime) keep runtimePackaging.mode: configMap",
+                )

@@ -39,15 +39,33 @@ def rule_secrets(ctx: Context) -> Iterator[Finding]:
             if secretish_env_name(k) and v not in (None, ""):
                 path = base + ("env_vars", k)
                 flagged.add(path)
-                yield ctx.finding("RL009", ERROR, path, f"env var {k} carries an inline secret value", mask(v),
-                                  "secrets only through a Kubernetes Secret",
-                                  "remove it; use huggingFaceToken.secretName, secretMounts, or tier/head env "
-                                  "with valueFrom.secretKeyRef")
+                yield ctx.finding(
+                    "RL009",
+                    ERROR,
+                    path,
+                    f"env var {k} carries an inline secret value",
+                    mask(v),
+                    "secrets only through a Kubernetes Secret",
+                    "remove it; use huggingFaceToken.secretName, secretMounts, or tier/head env "
+                    "with valueFrom.secretKeyRef",
+                )
     for path, e in env_list(ctx):
-        if isinstance(e, dict) and "value" in e and secretish_env_name(e.get("name", "")) and e["value"] not in (None, ""):
+        if (
+            isinstance(e, dict)
+            and "value" in e
+            and secretish_env_name(e.get("name", ""))
+            and e["value"] not in (None, "")
+        ):
             flagged.add(path + ("value",))
-            yield ctx.finding("RL009", ERROR, path + ("value",), f"env var {e.get('name')} has an inline value",
-                              mask(e["value"]), "valueFrom.secretKeyRef", "reference a Secret instead of `value:`")
+            yield ctx.finding(
+                "RL009",
+                ERROR,
+                path + ("value",),
+                f"env var {e.get('name')} has an inline value",
+                mask(e["value"]),
+                "valueFrom.secretKeyRef",
+                "reference a Secret instead of `value:`",
+            )
     # What the chart copies verbatim into serveConfigV2 / the model files: a
     # secret-named key with an inline string (or list of strings) is a leak.
     copied = [(("models", n, "engine_kwargs"), m.get("engine_kwargs")) for n, m in ctx.models().items()]
@@ -58,17 +76,29 @@ def rule_secrets(ctx: Context) -> Iterator[Finding]:
             inline = (isinstance(val, str) and val != "") or (isinstance(val, list) and val and isinstance(val[0], str))
             if inline and isinstance(key, str) and SECRETISH_KEY_RE.search(key):
                 flagged.add(path)
-                yield ctx.finding("RL009", ERROR, path, f"key {key!r} holds an inline secret", mask(val),
-                                  "secrets only through a Kubernetes Secret",
-                                  "mount the Secret with secretMounts and pass its path (e.g. auth.api_keys_path), "
-                                  "or use huggingFaceToken.secretName for the Hugging Face token")
+                yield ctx.finding(
+                    "RL009",
+                    ERROR,
+                    path,
+                    f"key {key!r} holds an inline secret",
+                    mask(val),
+                    "secrets only through a Kubernetes Secret",
+                    "mount the Secret with secretMounts and pass its path (e.g. auth.api_keys_path), "
+                    "or use huggingFaceToken.secretName for the Hugging Face token",
+                )
     for path, val in strings(ctx.values):
         if path in flagged or not ANY_TOKEN.search(val):  # one scan per string; which pattern only on a hit
             continue
         for pattern, what in TOKEN_PATTERNS:
             if pattern.search(val):
-                yield ctx.finding("RL009", ERROR, path, f"this value looks like {what}", mask(val),
-                                  "no credentials in values (they end up in ConfigMaps, the RayService and Helm's release secret)",
-                                  "store it in a Kubernetes Secret and reference it (huggingFaceToken, secretMounts, valueFrom.secretKeyRef); "
-                                  "rotate the leaked credential")
+                yield ctx.finding(
+                    "RL009",
+                    ERROR,
+                    path,
+                    f"this value looks like {what}",
+                    mask(val),
+                    "no credentials in values (they end up in ConfigMaps, the RayService and Helm's release secret)",
+                    "store it in a Kubernetes Secret and reference it (huggingFaceToken, secretMounts, "
+                    "valueFrom.secretKeyRef); rotate the leaked credential",
+                )
                 break

@@ -22,9 +22,12 @@ DEPRECATED_ENV = {
 }
 
 # Chart keys that were removed: schema "extra_forbidden" on these becomes a deprecation finding.
+_UPGRADE_STRATEGY_INSTEAD = (
+    "rayService.upgradeStrategy (KubeRay >= 1.3 dropped the health thresholds; set upgradeStrategy: NewCluster or None)"
+)
 DEPRECATED_KEYS = {
-    ("rayService", "serviceUnhealthySecondThreshold"): "rayService.upgradeStrategy (KubeRay >= 1.3 dropped the health thresholds; set upgradeStrategy: NewCluster or None)",
-    ("rayService", "deploymentUnhealthySecondThreshold"): "rayService.upgradeStrategy (KubeRay >= 1.3 dropped the health thresholds; set upgradeStrategy: NewCluster or None)",
+    ("rayService", "serviceUnhealthySecondThreshold"): _UPGRADE_STRATEGY_INSTEAD,
+    ("rayService", "deploymentUnhealthySecondThreshold"): _UPGRADE_STRATEGY_INSTEAD,
 }
 
 
@@ -34,10 +37,16 @@ def rule_image_version(ctx: Context) -> Iterator[Finding]:
     ray_version = str(ctx.values.get("rayVersion", ""))
     m = re.match(r"^v?([0-9]+\.[0-9]+\.[0-9]+)", tag)
     if m and ray_version and m.group(1) != ray_version:
-        yield ctx.finding("RL011", ERROR, ("image", "tag"),
-                          f"the image carries Ray {m.group(1)} but rayVersion is {ray_version}; KubeRay and the "
-                          "autoscaler then speak the wrong Ray protocol", tag, f"a tag starting with {ray_version}",
-                          "set image.tag and rayVersion to the same Ray release")
+        yield ctx.finding(
+            "RL011",
+            ERROR,
+            ("image", "tag"),
+            f"the image carries Ray {m.group(1)} but rayVersion is {ray_version}; KubeRay and the "
+            "autoscaler then speak the wrong Ray protocol",
+            tag,
+            f"a tag starting with {ray_version}",
+            "set image.tag and rayVersion to the same Ray release",
+        )
 
 
 @rule("RL012", "deprecated settings")
@@ -45,12 +54,26 @@ def rule_deprecated(ctx: Context) -> Iterator[Finding]:
     for base, env in runtime_envs(ctx):
         for k, v in as_dict(env.get("env_vars")).items():
             if k in DEPRECATED_ENV:
-                yield ctx.finding("RL012", WARNING, base + ("env_vars", k), f"{k} is deprecated and ignored", v,
-                                  DEPRECATED_ENV[k], "remove it")
+                yield ctx.finding(
+                    "RL012",
+                    WARNING,
+                    base + ("env_vars", k),
+                    f"{k} is deprecated and ignored",
+                    v,
+                    DEPRECATED_ENV[k],
+                    "remove it",
+                )
     for path, e in env_list(ctx):
         if isinstance(e, dict) and e.get("name") in DEPRECATED_ENV:
-            yield ctx.finding("RL012", WARNING, path, f"{e['name']} is deprecated and ignored", e.get("value"),
-                              DEPRECATED_ENV[e["name"]], "remove it")
+            yield ctx.finding(
+                "RL012",
+                WARNING,
+                path,
+                f"{e['name']} is deprecated and ignored",
+                e.get("value"),
+                DEPRECATED_ENV[e["name"]],
+                "remove it",
+            )
 
 
 def deprecated_key_finding(ctx: Context, path: Tuple[Any, ...]) -> Optional[Finding]:
@@ -60,5 +83,12 @@ def deprecated_key_finding(ctx: Context, path: Tuple[Any, ...]) -> Optional[Find
         return None
     # An error, not a warning: values.schema.json forbids unknown keys, so helm
     # itself refuses these values; validate must not call them valid.
-    return ctx.finding("RL012", ERROR, path, f"{path[-1]} was removed from the chart and helm rejects it",
-                       get(ctx.values, path), repl, f"remove it; use {repl.split(' ')[0]}")
+    return ctx.finding(
+        "RL012",
+        ERROR,
+        path,
+        f"{path[-1]} was removed from the chart and helm rejects it",
+        get(ctx.values, path),
+        repl,
+        f"remove it; use {repl.split(' ')[0]}",
+    )

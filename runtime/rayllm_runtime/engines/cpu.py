@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Set, Tuple
 
 from rayllm_runtime.config import CpuEngineOptions
+from rayllm_runtime.engines import speech
 from rayllm_runtime.engines.base import (
     Engine,
     EngineInputError,
@@ -32,7 +33,6 @@ from rayllm_runtime.engines.base import (
     text_of_content,
     token_logprob,
 )
-from rayllm_runtime.engines import speech
 
 logger = logging.getLogger("rayllm.engine.cpu")
 
@@ -46,17 +46,17 @@ class CpuEngine(Engine):
         self.options = CpuEngineOptions.model_validate(options)
         self.task = task
         self.supports_transcription = task == "transcription"
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.options.max_concurrency, thread_name_prefix="rayllm-cpu"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=self.options.max_concurrency, thread_name_prefix="rayllm-cpu")
         self._slots = asyncio.Semaphore(self.options.max_concurrency)
-        self.model = None
-        self.tokenizer = None
+        # transformers' model and tokenizer (or processor), loaded by start(); transformers is
+        # imported lazily, so they are typed loosely.
+        self.model: Any = None
+        self.tokenizer: Any = None
         self.eos_ids: Set[int] = set()
         self.context_len: Optional[int] = None
         self._token_texts: Dict[int, str] = {}
         # Speech-to-text models only.
-        self.feature_extractor = None
+        self.feature_extractor: Any = None
         self.languages: Dict[str, int] = {}
         self._suppressed: List[int] = []
         self._begin_suppressed: List[int] = []
@@ -79,9 +79,7 @@ class CpuEngine(Engine):
         if self.task == "transcription":
             self._load_speech(dtype_arg, dtype)
             return
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            self.source, trust_remote_code=self.options.trust_remote_code
-        )
+        self.tokenizer = AutoTokenizer.from_pretrained(self.source, trust_remote_code=self.options.trust_remote_code)
         self.model = AutoModelForCausalLM.from_pretrained(
             self.source, trust_remote_code=self.options.trust_remote_code, **{dtype_arg: dtype}
         )
@@ -106,9 +104,7 @@ class CpuEngine(Engine):
                 f"got a chat request for model {self.model_id!r}, which has no chat template; "
                 "expected a chat model; use /v1/completions for this model"
             )
-        messages = [
-            {**m, "content": text_of_content(m.get("content"))} for m in prompt_or_messages
-        ]
+        messages = [{**m, "content": text_of_content(m.get("content"))} for m in prompt_or_messages]
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         # The template already places BOS and friends; don't add them twice.
         return list(tok(text, add_special_tokens=False)["input_ids"])
@@ -141,9 +137,7 @@ class CpuEngine(Engine):
 
         async with self._slots:
             # n choices are decoded one after the other in the same slot.
-            future = loop.run_in_executor(
-                self._executor, self._decode, prompt_ids, sampling, max_new, emit, cancel
-            )
+            future = loop.run_in_executor(self._executor, self._decode, prompt_ids, sampling, max_new, emit, cancel)
             try:
                 while True:
                     item = await queue.get()
@@ -248,7 +242,7 @@ class CpuEngine(Engine):
                 current = torch.tensor([[token]], dtype=torch.long)
                 if text.endswith("\ufffd"):
                     continue  # an unfinished multi-byte character; wait for the rest
-                delta, emitted_text = text[len(emitted_text):], text
+                delta, emitted_text = text[len(emitted_text) :], text
                 safe = stopper.feed(delta)
                 if safe:
                     emit(GenerationChunk(text=safe, index=index, logprobs=pending))
@@ -273,7 +267,7 @@ class CpuEngine(Engine):
         top: List[Tuple[str, float]] = []
         if top_k > 0:
             values, ids = torch.topk(raw, min(top_k, raw.shape[-1]))
-            top = [(self._token_text(int(i)), float(v)) for v, i in zip(values.tolist(), ids.tolist())]
+            top = [(self._token_text(int(i)), float(v)) for v, i in zip(values.tolist(), ids.tolist(), strict=True)]
         return token_logprob(self._token_text(token), float(raw[token]), top)
 
     def _pick(self, logits, sampling: SamplingOptions, generated: List[int], generator) -> int:
@@ -349,9 +343,7 @@ class CpuEngine(Engine):
         self._suppressed = sorted(controls - self.eos_ids)
         self._begin_suppressed = [int(i) for i in (getattr(gen, "begin_suppress_tokens", None) or [])]
         self.context_len = getattr(self.model.config, "max_target_positions", None) or 448
-        logger.info(
-            "loaded speech-to-text %s from %s (%d languages)", self.model_id, self.source, len(self.languages)
-        )
+        logger.info("loaded speech-to-text %s from %s (%d languages)", self.model_id, self.source, len(self.languages))
 
     async def transcribe(self, audio, options: TranscriptionOptions, request_id: str) -> TranscriptionResult:
         if self.model is None:
@@ -362,9 +354,7 @@ class CpuEngine(Engine):
         loop = asyncio.get_running_loop()
         cancel = threading.Event()
         async with self._slots:
-            future = loop.run_in_executor(
-                self._executor, self._transcribe_sync, audio, options, language, cancel
-            )
+            future = loop.run_in_executor(self._executor, self._transcribe_sync, audio, options, language, cancel)
             try:
                 return await asyncio.shield(future)
             except asyncio.CancelledError:
@@ -375,7 +365,9 @@ class CpuEngine(Engine):
                     pass
                 raise
 
-    def _transcribe_sync(self, audio, options: TranscriptionOptions, language: Optional[str], cancel) -> TranscriptionResult:
+    def _transcribe_sync(
+        self, audio, options: TranscriptionOptions, language: Optional[str], cancel
+    ) -> TranscriptionResult:
         import torch
 
         rate = int(self.feature_extractor.sampling_rate)
@@ -411,6 +403,7 @@ class CpuEngine(Engine):
         tok = self.tokenizer
         prefix = list(tok(speech.decoder_prompt_text(language), add_special_tokens=False)["input_ids"])
         if prompt and prompt.strip():
+            assert self.context_len is not None  # set by _load_speech
             # Whisper keeps at most half its context for the previous text (its end).
             room = max(0, self.context_len // 2 - 1)
             text_ids = list(tok(" " + prompt.strip(), add_special_tokens=False)["input_ids"])[-room:]
@@ -436,6 +429,7 @@ class CpuEngine(Engine):
     def _decode_speech(self, encoded, prefix: List[int], temperature: float, cancel) -> List[int]:
         import torch
 
+        assert self.context_len is not None  # set by _load_speech
         max_new = max(1, self.context_len - len(prefix))
         tokens: List[int] = []
         past = None

@@ -191,9 +191,11 @@ class VllmEngine(Engine):
         self.default_max_tokens = self.options.pop("default_max_tokens", None)
         self.task = task
         self.supports_transcription = task == "transcription"
-        self.engine = None
-        self.tokenizer = None
-        self._processor = None
+        # vLLM's AsyncLLM and its tokenizer, made by start(); vLLM is imported lazily and its
+        # engine API moves between releases, so they are typed loosely.
+        self.engine: Any = None
+        self.tokenizer: Any = None
+        self._processor: Any = None
         self._token_texts: Dict[int, str] = {}
         # Speech-to-text: the model's languages, rate and window (Whisper's defaults).
         self.languages: Dict[str, int] = {}
@@ -388,17 +390,13 @@ class VllmEngine(Engine):
         usage = Usage()
         for number, window in enumerate(windows):
             prompt = whisper_prompt(window, self.speech_rate, language, options.prompt)
-            params = to_vllm_transcription_params(
-                options, self._max_speech_tokens(prompt["decoder_prompt"]["prompt"])
-            )
+            params = to_vllm_transcription_params(options, self._max_speech_tokens(prompt["decoder_prompt"]["prompt"]))
             output = await self._final_output(prompt, params, f"{request_id}-{number}")
             completion = output.outputs[0]
             texts.append(completion.text)
             usage.prompt_tokens += len(output.prompt_token_ids or [])
             usage.completion_tokens += len(completion.token_ids)
-        return TranscriptionResult(
-            text=speech.join_windows(texts), language=language, duration_s=duration, usage=usage
-        )
+        return TranscriptionResult(text=speech.join_windows(texts), language=language, duration_s=duration, usage=usage)
 
     async def check_health(self) -> None:
         if self.engine is None:

@@ -196,6 +196,7 @@ class CompletionRequest(SamplingFields):
 
 # -- responses ---------------------------------------------------------------
 
+
 def random_hex() -> str:
     """32 random hex digits: unique ids for requests and responses.
 
@@ -354,9 +355,7 @@ class TranscriptionRequest(OpenAIRequestModel):
         if self.stream:
             raise ValueError("got stream=true; expected false; streamed transcription is not supported")
         if self.timestamp_granularities:
-            raise ValueError(
-                "got timestamp_granularities; expected none; this server does not produce timestamps"
-            )
+            raise ValueError("got timestamp_granularities; expected none; this server does not produce timestamps")
         if self.include:
             raise ValueError(f"got include={self.include!r}; expected none; this server does not support include")
         return self

@@ -20,6 +20,7 @@ from typing import Any, Dict
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from rayllm_runtime.model_routing import LocalBackend, ModelRouter, ServeAppBackend, UpstreamBackend
 from rayllm_runtime.openai.errors import OpenAIHTTPError, describe_validation_error
 from rayllm_runtime.openai.protocol import (
     TranscriptionRequest,
@@ -28,7 +29,6 @@ from rayllm_runtime.openai.protocol import (
     TranscriptionVerboseResponse,
 )
 from rayllm_runtime.openai.serving import call_upstream, upstream_error, with_replica_retry
-from rayllm_runtime.model_routing import LocalBackend, ModelRouter, UpstreamBackend
 
 logger = logging.getLogger("rayllm.transcription")
 
@@ -73,7 +73,9 @@ async def parse_form(content_type: str, body: bytes, on_model=None) -> Transcrip
     async def single_chunk():
         yield body
 
-    parser = MultiPartParser(Headers({"content-type": content_type}), single_chunk(), max_files=1, max_fields=_MAX_FIELDS)
+    parser = MultiPartParser(
+        Headers({"content-type": content_type}), single_chunk(), max_files=1, max_fields=_MAX_FIELDS
+    )
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -122,7 +124,8 @@ class TranscriptionServing:
             )
         if isinstance(backend, UpstreamBackend):
             return await self._forward(backend, raw_body, form.content_type, ctx)
-        if getattr(backend, "task", "generate") != "transcription":
+        # A Serve app (Ray's LLM server) has no task: it serves text generation only.
+        if isinstance(backend, ServeAppBackend) or getattr(backend, "task", "generate") != "transcription":
             raise OpenAIHTTPError(
                 400,
                 f"The model '{req.model}' does not support audio transcription; "
@@ -149,7 +152,9 @@ class TranscriptionServing:
         result = await with_replica_retry(lambda: backend.transcribe(payload), ctx)
         error = result.get("error")
         if error:
-            raise OpenAIHTTPError(int(error.get("status", 400)), error.get("message", "bad request"), param=error.get("param"))
+            raise OpenAIHTTPError(
+                int(error.get("status", 400)), error.get("message", "bad request"), param=error.get("param")
+            )
         usage = result.get("usage") or {}
         ctx.prompt_tokens = usage.get("prompt_tokens")
         ctx.completion_tokens = usage.get("completion_tokens")
@@ -165,18 +170,23 @@ class TranscriptionServing:
             )
             response = JSONResponse(body.model_dump(mode="json"), headers=headers)
         else:
-            response = JSONResponse(TranscriptionResponse(text=text, usage=billed).model_dump(mode="json"), headers=headers)
+            response = JSONResponse(
+                TranscriptionResponse(text=text, usage=billed).model_dump(mode="json"), headers=headers
+            )
         self.finish(ctx, 200)
         return response
 
     async def _forward(self, backend: UpstreamBackend, raw_body: bytes, content_type: str, ctx) -> Response:
         """The body as received (multipart, boundary included) to the upstream app."""
         response = await call_upstream(
-            backend, ctx.model, lambda: backend.client.post(PATH, content=raw_body, headers=backend.headers(content_type))
+            backend,
+            ctx.model,
+            lambda: backend.client.post(PATH, content=raw_body, headers=backend.headers(content_type)),
         )
         if response.status_code != 200:
             return upstream_error(response.status_code, response.content, ctx, self.finish)
         self.finish(ctx, 200)
         media_type = response.headers.get("content-type", "application/json")
-        return Response(response.content, status_code=200, media_type=media_type,
-                        headers={"x-request-id": ctx.request_id})
+        return Response(
+            response.content, status_code=200, media_type=media_type, headers={"x-request-id": ctx.request_id}
+        )

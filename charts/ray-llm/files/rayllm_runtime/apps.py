@@ -27,7 +27,8 @@ def build_gateway(args: GatewayArgs) -> Application:
         args = GatewayArgs.model_validate(args)
     # A colocated model runs inside the gateway's replicas: no deployment of its own.
     handles = {model.model_id: bind_model(model) for model in args.models if not model.colocated}
-    ingress = RayLLMGateway.options(**args.ingress_deployment.to_serve_options())
+    # @serve.deployment made the class a Deployment; mypy keeps a decorated class's own type.
+    ingress = RayLLMGateway.options(**args.ingress_deployment.to_serve_options())  # type: ignore[attr-defined]
     return ingress.bind(args.model_dump(mode="json"), handles)
 
 

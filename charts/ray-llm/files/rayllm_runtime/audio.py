@@ -140,9 +140,7 @@ def decode_audio(data: bytes, target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarr
         try:
             frames, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
         except Exception:
-            raise AudioDecodeError(
-                f"the file could not be decoded as audio; expected {supported_formats()}"
-            ) from None
+            raise AudioDecodeError(f"the file could not be decoded as audio; expected {supported_formats()}") from None
         audio = frames.mean(axis=1, dtype=np.float32) if frames.shape[1] > 1 else frames[:, 0]
     if audio.size == 0:
         raise AudioDecodeError("the audio file holds no samples")

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional, cast
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -21,12 +21,12 @@ from starlette.responses import Response, StreamingResponse
 from rayllm_runtime.audit import AuditLog
 from rayllm_runtime.config import GatewayArgs
 from rayllm_runtime.metrics import get_metrics
+from rayllm_runtime.model_routing import ModelRouter
 from rayllm_runtime.openai.errors import OpenAIHTTPError, describe_validation_error
 from rayllm_runtime.openai.protocol import ModelCard, ModelList, random_hex
-from rayllm_runtime.openai.serving import OpenAIServing, RequestContext, map_exception
+from rayllm_runtime.openai.serving import AnyCompletionRequest, OpenAIServing, RequestContext, map_exception
 from rayllm_runtime.openai.transcription import TranscriptionServing
 from rayllm_runtime.openai.transcription import parse_form as parse_transcription_form
-from rayllm_runtime.model_routing import ModelRouter
 from rayllm_runtime.security import ApiKeyStore, TokenBucketLimiter, bearer_token
 
 logger = logging.getLogger("rayllm.gateway")
@@ -39,7 +39,8 @@ class GatewayCore:
         self.args = args
         self.router = ModelRouter(args, handles)
         self.keys = (
-            ApiKeyStore(args.auth.api_keys_path, args.auth.reload_interval_s) if args.auth.enabled else None
+            # cast: AuthConfig refuses enabled without api_keys_path, so the path is set here.
+            ApiKeyStore(cast(str, args.auth.api_keys_path), args.auth.reload_interval_s) if args.auth.enabled else None
         )
         self.limiter = (
             TokenBucketLimiter(args.rate_limit.requests_per_minute, args.rate_limit.burst)
@@ -115,7 +116,7 @@ class GatewayCore:
         except RecursionError:  # a few KB of brackets: the client's fault, not a 500
             raise OpenAIHTTPError(400, "The request body is nested too deeply; send a flatter JSON object.") from None
         if not isinstance(data, dict):
-            raise OpenAIHTTPError(400, "The request body must be a JSON object; send {\"model\": ..., ...}.")
+            raise OpenAIHTTPError(400, 'The request body must be a JSON object; send {"model": ..., ...}.')
         return data
 
     def finish(self, ctx: RequestContext, status: int, error_type: Optional[str] = None) -> None:
@@ -187,7 +188,9 @@ class GatewayCore:
             self.finish(ctx, error.status_code, error.type if error.status_code >= 500 else error.code)
             return error.to_response(ctx.request_id)
 
-    async def completions(self, request: Request, ctx: RequestContext, model_cls: type) -> Response:
+    async def completions(
+        self, request: Request, ctx: RequestContext, model_cls: type[AnyCompletionRequest]
+    ) -> Response:
         body = await self.read_body(request)
         data = self.parse_json(body)
         if isinstance(data.get("model"), str):

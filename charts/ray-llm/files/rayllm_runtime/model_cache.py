@@ -56,8 +56,13 @@ def is_complete(root: Path, repo_id: str) -> bool:
     return (model_dir(root, repo_id) / COMPLETE_MARKER).is_file()
 
 
-def fill_cache(root: Path, repo_ids: Sequence[str], ignore: Sequence[str] = (),
-               download: Optional[Downloader] = None, say: Callable[[str], None] = print) -> List[str]:
+def fill_cache(
+    root: Path,
+    repo_ids: Sequence[str],
+    ignore: Sequence[str] = (),
+    download: Optional[Downloader] = None,
+    say: Callable[[str], None] = print,
+) -> List[str]:
     """Download each repo not yet complete into the cache; return the ids downloaded now."""
     if download is None:
         from huggingface_hub import snapshot_download
@@ -75,7 +80,7 @@ def fill_cache(root: Path, repo_ids: Sequence[str], ignore: Sequence[str] = (),
         download(repo_id=repo_id, local_dir=str(target), ignore_patterns=list(ignore) or None)
         (target / COMPLETE_MARKER).write_text(json.dumps({"repo_id": repo_id, "finished": time.time()}) + "\n")
         size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-        say(f"cached {repo_id}: {size / 1024 ** 3:.2f} GiB in {time.monotonic() - started:.0f} s")
+        say(f"cached {repo_id}: {size / 1024**3:.2f} GiB in {time.monotonic() - started:.0f} s")
         done.append(repo_id)
     return done
 

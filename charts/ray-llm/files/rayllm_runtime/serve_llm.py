@@ -149,7 +149,8 @@ class VerifiedLLMAppArgs(BaseModel):
     )
     poll_interval_s: float = Field(1.0, gt=0, description="Seconds between checks while waiting.")
     verify_content_hash: bool = Field(
-        True, description="Wait for content that hashes to the file name (serve.verifyMountedConfigs); off reads it once."
+        True,
+        description="Wait for content that hashes to the file name (serve.verifyMountedConfigs); off reads it once.",
     )
 
 
@@ -170,6 +171,7 @@ def build_llm_app(args: VerifiedLLMAppArgs) -> Application:
         config = entry
     else:
         timeout = args.config_wait_timeout_s if args.verify_content_hash else 0
-        config = load_verified_config(entry, timeout_s=timeout, poll_interval_s=args.poll_interval_s,
-                                      check_digest=args.verify_content_hash)
+        config = load_verified_config(
+            entry, timeout_s=timeout, poll_interval_s=args.poll_interval_s, check_digest=args.verify_content_hash
+        )
     return build_llm_deployment(LLMConfig.model_validate(config))

@@ -179,10 +179,11 @@ class Engine(abc.ABC):
             param="model",
         )
 
-    async def check_health(self) -> None:
+    # Optional hooks, not abstract: an engine with nothing to check or release keeps the no-op.
+    async def check_health(self) -> None:  # noqa: B027
         """Raise if the engine can no longer serve."""
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> None:  # noqa: B027
         """Release resources (threads, GPU memory)."""
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 from pydantic import ValidationError
-
 from starlette.responses import JSONResponse
 
 _DEFAULT_TYPES = {
@@ -68,6 +67,4 @@ def describe_validation_error(exc: ValidationError) -> OpenAIHTTPError:
     loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("function-after",))
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     where = f"field '{loc}'" if loc else "the request body"
-    return OpenAIHTTPError(
-        400, f"Invalid {where}: {message}. Fix the request body and retry.", param=loc or None
-    )
+    return OpenAIHTTPError(400, f"Invalid {where}: {message}. Fix the request body and retry.", param=loc or None)

@@ -36,9 +36,10 @@ def build_fastapi_app(core: "GatewayCore", on_startup: Optional[Callable[[], Awa
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # Unknown paths / wrong methods still answer in OpenAI's error shape.
-        message = {404: "Unknown endpoint; see /v1/models, /v1/chat/completions, /v1/completions, "
-                        "/v1/audio/transcriptions.",
-                   405: "Method not allowed on this endpoint."}.get(exc.status_code, str(exc.detail))
+        message = {
+            404: "Unknown endpoint; see /v1/models, /v1/chat/completions, /v1/completions, /v1/audio/transcriptions.",
+            405: "Method not allowed on this endpoint.",
+        }.get(exc.status_code, str(exc.detail))
         return OpenAIHTTPError(exc.status_code, message).to_response()
 
     @app.exception_handler(Exception)
@@ -78,15 +79,11 @@ def build_fastapi_app(core: "GatewayCore", on_startup: Optional[Callable[[], Awa
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        return await core.guarded(
-            request, "chat", lambda ctx: core.completions(request, ctx, ChatCompletionRequest)
-        )
+        return await core.guarded(request, "chat", lambda ctx: core.completions(request, ctx, ChatCompletionRequest))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        return await core.guarded(
-            request, "completions", lambda ctx: core.completions(request, ctx, CompletionRequest)
-        )
+        return await core.guarded(request, "completions", lambda ctx: core.completions(request, ctx, CompletionRequest))
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request) -> Response:

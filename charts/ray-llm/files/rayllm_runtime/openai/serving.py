@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from rayllm_runtime.model_routing import LocalBackend, ModelRouter, ServeAppBackend, UpstreamBackend
 from rayllm_runtime.openai.errors import OpenAIHTTPError, internal_error
 from rayllm_runtime.openai.protocol import (
     ChatChoice,
@@ -29,7 +30,6 @@ from rayllm_runtime.openai.protocol import (
     new_id,
     now,
 )
-from rayllm_runtime.model_routing import LocalBackend, ModelRouter, ServeAppBackend, UpstreamBackend
 
 logger = logging.getLogger("rayllm.serving")
 
@@ -95,7 +95,10 @@ async def with_replica_retry(call: Callable[[], Awaitable[Any]], ctx: "RequestCo
                 raise
             logger.warning(
                 "request %s: model replica lost before answering (%s); retry %d of %d",
-                ctx.request_id, type(exc).__name__, attempt + 1, REPLICA_LOSS_RETRIES,
+                ctx.request_id,
+                type(exc).__name__,
+                attempt + 1,
+                REPLICA_LOSS_RETRIES,
             )
             await asyncio.sleep(REPLICA_LOSS_BACKOFF_S * (attempt + 1))
 
@@ -142,11 +145,13 @@ def ray_llm_request(raw_body: bytes, is_chat: bool) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise OpenAIHTTPError(400, f"Invalid field '{where}': {first.get('msg')}. Fix the request body and retry.",
-                              param=where or None) from None
-    for index, message in enumerate(getattr(request, "messages", None) or []):
+        raise OpenAIHTTPError(
+            400, f"Invalid field '{where}': {first.get('msg')}. Fix the request body and retry.", param=where or None
+        ) from None
+    messages = getattr(request, "messages", None) or []  # a chat request's own list (a completion has none)
+    for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            message = request.messages[index] = message.model_dump()
+            message = messages[index] = message.model_dump()
         for key in ("content", "tool_calls"):
             value = message.get(key)
             if value is not None and not isinstance(value, (str, list)):
@@ -176,8 +181,11 @@ def _client_http_error(exc: BaseException) -> Optional[OpenAIHTTPError]:
     if not isinstance(status, int) or not 400 <= status < 500:
         return None
     detail = getattr(exc, "detail", None)
-    return OpenAIHTTPError(status, str(detail) if detail else "The request was refused by the model server.",
-                           code="model_not_found" if status == 404 else None)
+    return OpenAIHTTPError(
+        status,
+        str(detail) if detail else "The request was refused by the model server.",
+        code="model_not_found" if status == 404 else None,
+    )
 
 
 def map_exception(exc: BaseException, ctx: RequestContext) -> OpenAIHTTPError:
@@ -241,7 +249,7 @@ class OpenAIServing:
             "kind": "chat" if is_chat else "completion",
             "sampling": req.sampling_options().__dict__,
         }
-        if is_chat:
+        if isinstance(req, ChatCompletionRequest):
             payload["messages"] = req.messages_payload()
         else:
             payload["prompt"] = req.prompt_text()
@@ -271,7 +279,9 @@ class OpenAIServing:
     def _raise_engine_error(chunk: Dict[str, Any]) -> None:
         error = chunk.get("error")
         if error:
-            raise OpenAIHTTPError(int(error.get("status", 400)), error.get("message", "bad request"), param=error.get("param"))
+            raise OpenAIHTTPError(
+                int(error.get("status", 400)), error.get("message", "bad request"), param=error.get("param")
+            )
 
     def _account(self, ctx: RequestContext, usage: Optional[Dict[str, int]]) -> Optional[UsageInfo]:
         if not usage:
@@ -286,6 +296,7 @@ class OpenAIServing:
         results = result.get("choices") or [result]
         usage_info = self._account(ctx, result.get("usage")) or UsageInfo()
         created = now()
+        body: Union[ChatCompletionResponse, CompletionResponse]
         if is_chat:
             body = ChatCompletionResponse(
                 id=new_id("chatcmpl"),
@@ -392,7 +403,9 @@ class OpenAIServing:
                     self.observe_ttft(req.model, ctx.first_token_at - ctx.started)
                 if text or finish_reason or logprobs:
                     if is_chat:
-                        out.append(chat_chunk(ChatDelta(content=text or None), finish_reason, index=index, logprobs=logprobs))
+                        out.append(
+                            chat_chunk(ChatDelta(content=text or None), finish_reason, index=index, logprobs=logprobs)
+                        )
                     else:
                         out.append(text_chunk(text, finish_reason, index=index, logprobs=logprobs))
                 usage_info = self._account(ctx, chunk.get("usage")) or usage_info
@@ -528,7 +541,8 @@ class OpenAIServing:
                 self.finish(ctx, status, None if status == 200 else "upstream_error")
 
         return StreamingResponse(
-            events(), media_type="text/event-stream",
+            events(),
+            media_type="text/event-stream",
             headers={"x-request-id": ctx.request_id, "cache-control": "no-cache"},
         )
 
@@ -544,5 +558,7 @@ class OpenAIServing:
             ctx.prompt_tokens = usage.get("prompt_tokens")
             ctx.completion_tokens = usage.get("completion_tokens")
             self.finish(ctx, 200)
-            return Response(body, status_code=200, media_type="application/json", headers={"x-request-id": ctx.request_id})
+            return Response(
+                body, status_code=200, media_type="application/json", headers={"x-request-id": ctx.request_id}
+            )
         raise OpenAIHTTPError(502, "The upstream answered HTTP 200.")
