@@ -121,12 +121,20 @@ def changed_keys(old: Any, new: Any, path: Tuple[Any, ...] = (), limit: int = 40
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 walk(x, y, p + (i,))
+        elif isinstance(a, list) and isinstance(b, list):
+            # items added or removed (an upstream, a bundle): the items themselves, not two truncated lists
+            olds, news = [_json(x) for x in a], [_json(y) for y in b]
+            out.extend(f"{format_path(p)}: + {y[:100]}" for y in news if y not in olds)
+            out.extend(f"{format_path(p)}: - {x[:100]}" for x in olds if x not in news)
         elif a != b:
-            show = lambda v: json.dumps(v, default=str)[:80]  # noqa: E731
-            out.append(f"{format_path(p) or '(all)'}: {show(a)} -> {show(b)}")
+            out.append(f"{format_path(p) or '(all)'}: {_json(a)[:80]} -> {_json(b)[:80]}")
 
     walk(old, new, path)
     return out
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
 
 
 def _named(items: list) -> bool:

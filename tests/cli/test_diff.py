@@ -66,6 +66,9 @@ def test_a_new_family_builds_a_new_cluster_for_its_volume(tmp_path):
     peak = report["upgrade_peak"]
     assert peak["extra_gpus_at_least"] == 2 and peak["pools"]["medium"]["node_pool"] == "cloud.google.com/gke-nodepool=l4-pool"
     assert next(a for a in report["serve"]["apps"] if a["app"] == "falcon.qwen-7b")["change"] == "added"
+    # the gateway gains one upstream: the item itself is named, not two truncated lists
+    gateway = next(a for a in report["serve"]["apps"] if a["app"] == "gateway")
+    assert 'args.upstreams: + {"app": "falcon.qwen-7b", "model_ids": ["qwen2.5-7b-instruct"]}' in gateway["why"], gateway
 
 
 def test_tier_changes_new_cluster_or_in_place(tmp_path):
