@@ -60,7 +60,7 @@ def cluster(tiny_model_path, tmp_path_factory):
         limited = build_gateway(
             GatewayArgs(
                 models=[{"model_id": "delta", "engine": "fake", "deployment": SMALL_CPU}],
-                rate_limit={"enabled": True, "requests_per_minute": 1, "burst": 2},
+                rate_limit={"requests_per_minute": 1, "burst": 2},  # limits without `enabled` are on (prod's shape)
                 ingress_deployment=SMALL_CPU,
             )
         )
