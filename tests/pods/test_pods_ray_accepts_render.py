@@ -182,3 +182,16 @@ def test_workers_leave_probes_to_kuberays_serve_aware_ones(helm4, tmp_path, serv
         assert f"http://localhost:{serve_port}/-/healthz" in command and "local_raylet_healthz" in command
         # liveness: 120 misses 5 s apart (10 minutes), not a restart after 2 minutes of a busy raylet
         assert probed["livenessProbe"]["failureThreshold"] * probed["livenessProbe"]["periodSeconds"] == 600
+
+
+@pytest.mark.parametrize("values", RENDERS, ids=IDS)
+def test_the_autoscaler_version_is_stated_v2(renders, values):
+    """Ray >= 2.49 runs autoscaler v2 under KubeRay, but KubeRay reads only autoscalerOptions.version:
+    without it, workers keep restartPolicy Always (idle nodes are not reclaimed) and a per-group
+    idleTimeoutSeconds makes KubeRay refuse the RayService (tests/kuberay_rules.py)."""
+    spec = rayservice_of(renders[values])["spec"]["rayClusterConfig"]
+    if not spec.get("enableInTreeAutoscaling"):
+        pytest.skip("autoscaling is off in this scenario")
+    assert (spec.get("autoscalerOptions") or {}).get("version") == "v2", spec.get("autoscalerOptions")
+    for group in spec.get("workerGroupSpecs", []):
+        assert group["template"]["spec"].get("restartPolicy") in (None, "Never"), group["groupName"]
