@@ -88,3 +88,28 @@ def test_gateway_and_rays_app_side_by_side(tmp_path):
             assert httpx.get(f"{run.base_url}{path}", timeout=60).status_code == 404
         assert run.stop() == 0
     assert "Traceback" not in run.text
+
+
+def test_a_replica_the_local_ray_cannot_place_stops_the_run_naming_it(tmp_path):
+    """ci/gateway-values.yaml on a local Ray given 1 CPU (the apps ask about 4): instead of waiting out
+    the deploy timeout, the run exits 1 naming the deployment, what one replica asks for, what the local
+    Ray has, and the fix; nothing is left listening."""
+    import os
+    import subprocess
+
+    from .runner import CLI, REPO
+
+    port = free_port()
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1", RAYLLM_CACHE_DIR=str(tmp_path / "cache"))
+    args = ["run", "-f", "charts/ray-llm/ci/gateway-values.yaml", "--num-cpus", "1", "--once", "--port", str(port),
+            "--workdir", str(tmp_path / "pod")]
+    # The timeout only keeps a hung run from hanging the suite: the run itself gives up once Serve
+    # reports the replica unschedulable (after Serve's 30 s slow-start mark).
+    proc = subprocess.run(CLI + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    error = next(line for line in out.splitlines() if line.startswith("ray-llm: error: "))
+    assert "unschedulable on the local Ray" in error and "LLMServer:" in error, error
+    assert "Resources required for each replica" in error and "1 logical CPU(s)" in error, error
+    assert "--num-cpus" in error, error
+    assert "Traceback" not in out and not port_open(port)
