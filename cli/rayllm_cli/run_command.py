@@ -509,28 +509,24 @@ def _wait_for_signal() -> None:
             signal.signal(sig, old)
 
 
-def parse_secret_mounts(pairs: Sequence[str]) -> Dict[str, Path]:
-    out: Dict[str, Path] = {}
+def _parse_pairs(pairs: Sequence[str], option: str, shape: str, example: str) -> Dict[str, str]:
+    """NAME=PATH pairs of a repeatable option; a malformed one is a usage error naming it."""
+    out: Dict[str, str] = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
-            raise UsageError(
-                f"got --secret {pair!r}; expected SECRET_NAME=PATH (e.g. --secret ray-llm-api-keys=./keys)"
-            )
-        out[name] = Path(path)
+            raise UsageError(f"got {option} {pair!r}; expected {shape} (e.g. {option} {example})")
+        out[name] = path
     return out
+
+
+def parse_secret_mounts(pairs: Sequence[str]) -> Dict[str, Path]:
+    parsed = _parse_pairs(pairs, "--secret", "SECRET_NAME=PATH", "ray-llm-api-keys=./keys")
+    return {name: Path(path) for name, path in parsed.items()}
 
 
 def parse_model_overrides(pairs: Sequence[str]) -> Dict[str, str]:
-    out: Dict[str, str] = {}
-    for pair in pairs:
-        model_id, sep, path = pair.partition("=")
-        if not sep or not model_id or not path:
-            raise UsageError(
-                f"got --model {pair!r}; expected MODEL_ID=PATH (e.g. --model qwen2.5-0.5b-instruct=/models/qwen)"
-            )
-        out[model_id] = path
-    return out
+    return _parse_pairs(pairs, "--model", "MODEL_ID=PATH", "qwen2.5-0.5b-instruct=/models/qwen")
 
 
 __all__ = [
