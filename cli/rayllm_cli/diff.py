@@ -314,11 +314,7 @@ def _new_cluster_floor(new: Release) -> Dict[str, int]:
 
     for tier in build_plan(new.values)["tiers"]:
         if tier["tier"] in floor:
-            starting = sum(
-                r["gpus_per_replica"] * max(r["min_replicas"], r.get("initial_replicas") or 0) for r in tier["models"]
-            )
-            nodes = math.ceil(starting / max(1, tier["gpus_per_worker"]) - 1e-9) if starting else 0
-            floor[tier["tier"]] = max(floor[tier["tier"]], nodes)
+            floor[tier["tier"]] = max(floor[tier["tier"]], tier["workers_needed_at_start"])
     return floor
 
 

@@ -153,14 +153,17 @@ def build_plan(values: Dict[str, Any]) -> Dict[str, Any]:
         per_worker = tier_gpus(tier)
         max_workers = _int(tier.get("maxReplicas"), 1)
         rows = []
-        gmin = gmax = 0.0
+        gmin = gmax = gstart = 0.0
         for mname, m in models.items():
             if m.get("tier") != tname:
                 continue
             lo, hi = replica_bounds(m)
+            auto = _dict(_dict(m.get("deployment_config")).get("autoscaling_config"))
+            initial = _int(auto.get("initial_replicas"), 0)
             g = gpus_per_replica(m)
             gmin += g * lo
             gmax += g * hi
+            gstart += g * max(lo, initial)  # a new cluster starts Serve's apps at initial_replicas
             rows.append(
                 {
                     "model": mname,
@@ -168,6 +171,7 @@ def build_plan(values: Dict[str, Any]) -> Dict[str, Any]:
                     "gpus_per_replica": g,
                     "min_replicas": lo,
                     "max_replicas": hi,
+                    "initial_replicas": initial or None,
                     "gpus_at_min": g * lo,
                     "gpus_at_max": g * hi,
                     "fit": model_fit(m, tier),
@@ -175,6 +179,7 @@ def build_plan(values: Dict[str, Any]) -> Dict[str, Any]:
             )
         w_min = math.ceil(gmin / per_worker - 1e-9) if gmin else 0
         w_max = math.ceil(gmax / per_worker - 1e-9) if gmax else 0
+        w_start = math.ceil(gstart / per_worker - 1e-9) if gstart else 0
         out_tiers.append(
             {
                 "tier": tname,
@@ -187,6 +192,7 @@ def build_plan(values: Dict[str, Any]) -> Dict[str, Any]:
                 "gpus_at_max": gmax,
                 "workers_needed_at_min": w_min,
                 "workers_needed_at_max": w_max,
+                "workers_needed_at_start": w_start,
                 "capacity_ok_at_min": w_min <= max_workers,
                 "capacity_ok_at_max": w_max <= max_workers,
                 "models": rows,

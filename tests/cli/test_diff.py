@@ -135,3 +135,15 @@ def test_incremental_strategy_peak_is_capped_by_max_surge(tmp_path):
     code, out, _ = cli("diff", str(floor), str(bump), "--base", str(scenario), "--set",
                        "rayService.upgradeStrategy=NewCluster", "-o", "json")
     assert json.loads(out)["upgrade_peak"]["pools"]["medium"]["nodes"] == 4
+
+
+def test_initial_replicas_count_in_the_new_clusters_start(tmp_path):
+    """Serve starts an app at initial_replicas: a model at min 0 but initial 2 needs two workers of its
+    tier before the new cluster can take traffic (plan's workers_needed_at_start)."""
+    code, report, _ = diff(tmp_path, {
+        "rayVersion": "2.59.0", "image": {"tag": "2.59.0-py311-cu128"},
+        "models": {"falcon3-1b": {"deployment_config": {"autoscaling_config": {
+            "min_replicas": 0, "max_replicas": 5, "initial_replicas": 2}}}}})
+    assert code == 1 and report["cluster"]["change"] == "new cluster"
+    assert report["upgrade_peak"]["pools"]["small"] == {
+        "nodes": 2, "gpus": 2, "node_pool": report["upgrade_peak"]["pools"]["small"]["node_pool"]}
